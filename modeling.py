@@ -35,8 +35,8 @@ _HF_ACTIVATION_NAMES = {"gelu": "gelu_exact", "gelu_new": "gelu_tanh",
                         "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh",
                         "relu": "relu", "tanh": "tanh", "silu": "silu", "swish": "silu",
                         "linear": "linear"}
-# Hugging Face config.json keys that Google's bert_config.json never has.
-_HF_ONLY_KEYS = ("model_type", "architectures", "layer_norm_eps", "transformers_version")
+# Hugging Face config.json keys that Google's bert_config.json (and ours) never has.
+_HF_ONLY_KEYS = ("model_type", "architectures", "transformers_version")
 
 
 def get_activation(name):

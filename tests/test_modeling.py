@@ -161,7 +161,8 @@ def test_activation_names_are_unambiguous(tmp_path):
   assert modeling.BertConfig.from_hf_dict(dict(hf, hidden_act="gelu_new")).hidden_act == \
       "gelu_tanh"
   # Our JSON reads back as the same function; Hugging Face's dict reads back too.
-  assert modeling.BertConfig.from_dict(json.loads(hf_config.to_json_string())) == hf_config
+  (tmp_path / "ours.json").write_text(hf_config.to_json_string())
+  assert modeling.BertConfig.from_json_file(tmp_path / "ours.json") == hf_config
   assert modeling.BertConfig.from_hf_dict(hf_config.to_hf_dict()) == hf_config
 
 
