@@ -21,6 +21,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_LOWERED_SPECIAL = re.compile("|".join(re.escape(token.lower()) for token in SPECIAL_TOKENS))
 
 
 def validate_case_matches_checkpoint(do_lower_case, init_checkpoint):
@@ -453,6 +454,101 @@ def _char_class(chars):
       ranges.append([cp, cp])
   return "[" + "".join(f"\\x{{{a:x}}}" if a == b else f"\\x{{{a:x}}}-\\x{{{b:x}}}"
                        for a, b in ranges) + "]"
+
+
+class SentencePieceTokenizer:
+  """FullTokenizer's interface over a sentencepiece model (`--spm_model_file`).
+
+  Special tokens: `[CLS] [SEP] [MASK]` must be pieces of the model (learn_vocab.py adds them as
+  user-defined symbols, so they also survive in raw text); `[UNK]` and `[PAD]` name the model's
+  unk and pad ids whatever their pieces are called (e.g. `<unk>`), so `tokenize` returns `[UNK]`
+  for unknown text and `convert_tokens_to_ids(["[PAD]"])` is the pad id.
+  """
+
+  def __init__(self, model_file, do_lower_case=False):
+    import sentencepiece  # pylint: disable=import-outside-toplevel
+    self.model_file = model_file
+    self.do_lower_case = do_lower_case
+    with open(model_file, "rb") as f:
+      self._model_proto = f.read()
+    self.sp_model = sentencepiece.SentencePieceProcessor()
+    try:
+      self.sp_model.LoadFromSerializedProto(self._model_proto)
+    except RuntimeError as e:
+      raise ValueError(f"{model_file}: not a sentencepiece model ({e}).") from e
+    size = self.sp_model.get_piece_size()
+    self.inv_vocab = {i: self.sp_model.id_to_piece(i) for i in range(size)}
+    if self.sp_model.unk_id() >= 0:
+      self.inv_vocab[self.sp_model.unk_id()] = "[UNK]"
+    if self.sp_model.pad_id() >= 0:
+      self.inv_vocab[self.sp_model.pad_id()] = "[PAD]"
+    self.vocab = {piece: i for i, piece in self.inv_vocab.items()}
+    missing = [token for token in SPECIAL_TOKENS if token not in self.vocab]
+    if missing:
+      raise ValueError(f"{model_file}: the sentencepiece model lacks the special tokens "
+                       f"{missing} (it needs a pad and an unk id and the pieces [CLS], [SEP], "
+                       "[MASK]); learn one with learn_vocab.py --model_type=sentencepiece.")
+    self._tf_module = None
+
+  def _prepare(self, text):
+    text = convert_to_unicode(text)
+    if not self.do_lower_case:
+      return text
+    # Special tokens written in the text stay special: lower everything, then restore them.
+    return _LOWERED_SPECIAL.sub(lambda match: match.group(0).upper(), text.lower())
+
+  def tokenize(self, text):
+    """Returns the pieces (list of str) of one text; unknown pieces are `[UNK]`."""
+    inv_vocab = self.inv_vocab
+    return [inv_vocab[i] for i in self.sp_model.encode(self._prepare(text))]
+
+  def convert_tokens_to_ids(self, tokens):
+    return convert_by_vocab(self.vocab, tokens)
+
+  def convert_ids_to_tokens(self, ids):
+    return convert_by_vocab(self.inv_vocab, ids)
+
+  def tokenize_to_ids(self, texts):
+    """Batch path: list of str -> list of lists of int (sentencepiece's C++ batch encoder)."""
+    return self.sp_model.encode([self._prepare(text) for text in texts])
+
+  def tf_tokenizer(self):
+    """Returns a `tf.Module`: string [batch] -> ragged int64 ids [batch, None].
+
+    With do_lower_case, lower-casing runs in-graph with ICU (tf.strings.lower), which agrees
+    with Python's str.lower() except on context-dependent cases such as a final capital sigma.
+    """
+    if self._tf_module is None:
+      self._tf_module = SentencePieceIds(self._model_proto, self.do_lower_case)
+    return self._tf_module
+
+
+class SentencePieceIds(tf.Module):
+  """A sentencepiece model in-graph: string [batch] -> ragged int64 [batch, None]."""
+
+  def __init__(self, model_proto, do_lower_case=False):
+    super().__init__(name="sentencepiece_ids")
+    self._sentencepiece = tf_text.SentencepieceTokenizer(model=model_proto, out_type=tf.int32)
+    self._do_lower_case = do_lower_case
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+  def __call__(self, texts):
+    if self._do_lower_case:
+      texts = tf.strings.lower(texts, encoding="utf-8")
+      for token in SPECIAL_TOKENS:
+        texts = tf.strings.regex_replace(texts, re.escape(token.lower()), token)
+    return tf.cast(self._sentencepiece.tokenize(texts), tf.int64)
+
+
+def create_tokenizer(vocab_file=None, spm_model_file=None, do_lower_case=True):
+  """Returns a FullTokenizer (WordPiece `vocab_file`) or a SentencePieceTokenizer."""
+  if bool(vocab_file) == bool(spm_model_file):
+    raise ValueError("Pass exactly one of vocab_file (WordPiece vocab.txt) and spm_model_file "
+                     f"(sentencepiece model); got vocab_file={vocab_file!r}, "
+                     f"spm_model_file={spm_model_file!r}.")
+  if spm_model_file:
+    return SentencePieceTokenizer(spm_model_file, do_lower_case=do_lower_case)
+  return FullTokenizer(vocab_file, do_lower_case=do_lower_case)
 
 
 _UNMAPPED = "\x00"  # Lookup default; no table value holds NUL (NUL normalises to "").
