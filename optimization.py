@@ -37,6 +37,7 @@ rank reaches every rank through the all-reduce and all ranks skip the same step.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import keras
@@ -151,12 +152,13 @@ class DynamicLossScale(tf.Module):
     self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="good_steps")
 
   def scale_loss(self, loss: tf.Tensor) -> tf.Tensor:
-    """loss: scalar (any float dtype). Returns float32 loss * scale (float32 so it cannot overflow)."""
+    """loss: scalar of any float dtype. Returns loss * scale in float32 (cannot overflow)."""
     return ops.cast(loss, "float32") * self.scale
 
   def unscale(self, grads: Sequence[tf.Tensor | None]) -> list[tf.Tensor | None]:
-    """Divides every gradient by the current scale; None entries stay None."""
-    return [None if g is None else g / ops.cast(self.scale, g.dtype) for g in grads]
+    """Divides every gradient by the scale in float32 (2^16 is Inf in float16), keeps dtypes."""
+    return [None if g is None else ops.cast(ops.cast(g, "float32") / self.scale, g.dtype)
+            for g in grads]
 
   def update(self, grads_are_finite: tf.Tensor) -> None:
     """Grows or backs off the scale after a step; grads_are_finite: bool scalar."""
@@ -369,12 +371,19 @@ class _NesterovDirection:
 
   def _direction(self, gradient, m, v, dtype):
     t = ops.cast(self.iterations + 1, dtype)
-    beta_1 = ops.cast(self.beta_1, dtype)
-    beta_2 = ops.cast(self.beta_2, dtype)
-    m_hat = m / (1.0 - ops.power(beta_1, t + 1.0))
-    v_hat = v / (1.0 - ops.power(beta_2, t))
-    m_bar = beta_1 * m_hat + (1.0 - beta_1) * gradient / (1.0 - ops.power(beta_1, t))
+    m_hat = m / _one_minus_power(self.beta_1, t + 1.0)
+    v_hat = v / _one_minus_power(self.beta_2, t)
+    m_bar = self.beta_1 * m_hat + (1.0 - self.beta_1) * gradient / _one_minus_power(self.beta_1, t)
     return m_bar / (ops.sqrt(v_hat) + self.epsilon)
+
+
+def _one_minus_power(beta: float, exponent):
+  """1 - beta**exponent as -expm1(exponent * log(beta)), with log(beta) taken in float64.
+
+  Computing beta**t in float32 and subtracting from 1 loses about 1e-5 relative accuracy for
+  beta = 0.999 (cancellation); this form keeps float32's full relative precision.
+  """
+  return -ops.expm1(exponent * math.log(beta))
 
 
 @keras.saving.register_keras_serializable(package="bert")
