@@ -108,6 +108,17 @@ def write_tf1_checkpoint(tensors, prefix):
 
 
 _LAYER_NORM = {"gamma": "weight", "beta": "bias"}
+# Every variable name of Google's BERT (modeling.py and run_pretraining.py scopes).
+_GOOGLE_NAME = re.compile(
+    r"bert/embeddings/(word|token_type|position)_embeddings"
+    r"|bert/embeddings/LayerNorm/(gamma|beta)"
+    r"|bert/encoder/layer_\d+/(attention/self/(query|key|value)|attention/output/dense"
+    r"|intermediate/dense|output/dense)/(kernel|bias)"
+    r"|bert/encoder/layer_\d+/(attention/output|output)/LayerNorm/(gamma|beta)"
+    r"|bert/pooler/dense/(kernel|bias)"
+    r"|cls/predictions/transform/dense/(kernel|bias)"
+    r"|cls/predictions/transform/LayerNorm/(gamma|beta)"
+    r"|cls/predictions/output_bias|cls/seq_relationship/output_(weights|bias)")
 
 
 def google_to_hf_name(name):
@@ -158,7 +169,7 @@ def hf_to_google_name(hf_name):
     parts[-1], transpose = "kernel", True
   prefix = "" if parts[0] == "cls" else "bert/"
   google = prefix + "/".join(parts)
-  if google_to_hf_name(google)[0] != name:  # not a name of the BERT architecture
+  if not _GOOGLE_NAME.fullmatch(google):  # not a weight of the BERT architecture
     return None
   return google, transpose
 

@@ -364,8 +364,10 @@ class BertModel(keras.Model):
     super().__init__(name=name, **kwargs)
     self.config = copy.deepcopy(config)
     self.embeddings = BertEmbeddings(self.config)
-    self.encoder_layers = [TransformerLayer(self.config, name=f"layer_{i}")
-                           for i in range(self.config.num_hidden_layers)]
+    # One attribute per layer, not a list: TensorFlow's checkpoint object graph does not follow
+    # Keras 3's tracked lists, so a list would leave the layers out of tf.train.Checkpoint.
+    for i in range(self.config.num_hidden_layers):
+      setattr(self, f"layer_{i}", TransformerLayer(self.config, name=f"layer_{i}"))
     self.pooler_dense = _dense(self.config, self.config.hidden_size, "dense",
                                activation="tanh")
     self.build()
@@ -378,6 +380,11 @@ class BertModel(keras.Model):
         layer.build((None, None, h))
     with keras.name_scope("pooler"):
       self.pooler_dense.build((None, h))
+
+  @property
+  def encoder_layers(self):
+    """The TransformerLayers, first to last."""
+    return [getattr(self, f"layer_{i}") for i in range(self.config.num_hidden_layers)]
 
   def get_embedding_table(self):
     """The word embedding variable, [V, H]."""
