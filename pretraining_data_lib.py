@@ -1,0 +1,672 @@
+"""BERT pre-training instances from sentence-per-line text: Google's algorithm, vectorised.
+
+The algorithm is google-research/bert's create_pretraining_data.py; the implementation is built
+for throughput and streaming:
+
+* Text arrives in *chunks*: runs of whole documents of about `chunk_bytes` (see `read_chunks`).
+  Everything random about a chunk comes from seeds derived from (random_seed, chunk index), so
+  the output does not depend on how many processes share the work.
+* A chunk is tokenized once (`WordPieceIds`) into one flat id array; every instance is then
+  five integers (`create_instance_spans`): where segment A and segment B start and end in that
+  array, and whether B is a random next. Truncation is decided in closed form: which side loses
+  each token depends only on the lengths, and the number taken from the front of a side is
+  Binomial(removed, 1/2), exactly the distribution of Google's token-by-token coin flips.
+* Masking (`mask_batch`) and serialisation (example_encoding.py) run on whole batches in numpy.
+
+Deliberate differences from Google's script, none of which changes the distributions (see
+tests/test_create_pretraining_data.py, which compares them with bench/reference_pretraining_data.py):
+* Google draws the random next document from the whole corpus; here it comes from the same
+  chunk (at least two documents; by default ~256 KB of text, tens of documents).
+* Google shuffles all instances of all dupes; here the instances of a chunk (all its dupes) are
+  shuffled together. Training input pipelines shuffle again across files and records.
+* The end of an input file also ends a document (Google lets a document run on into the next
+  file when the file does not end with a blank line).
+"""
+
+import bisect
+import dataclasses
+import gzip
+import itertools
+import random
+import re
+import unicodedata
+from typing import Iterator
+
+import numpy as np
+
+import example_encoding
+
+# Printable ASCII punctuation, which Google's BasicTokenizer splits into tokens of its own.
+_ASCII_PUNCTUATION = r"!-/:-@\[-`{-~"
+_ASCII_WORD_ONLY = re.compile(f"[^ {_ASCII_PUNCTUATION}]+|[{_ASCII_PUNCTUATION}]")
+# Google's _clean_text drops ASCII control characters (tab, newline and return are whitespace).
+_ASCII_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_LINE_END = "\x00"  # Marks line ends in a batch; a control character, so never a token.
+# Google's CJK ideograph blocks (split character by character).
+_CJK = re.compile("([\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\U0002a700-\U0002b73f"
+                  "\U0002b740-\U0002b81f\U0002b820-\U0002ceaf\uf900-\ufaff\U0002f800-\U0002fa1f])")
+_WORD_CACHE_LIMIT = 200_000  # Entries per process; bounds memory on huge vocabularies of words.
+SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[MASK]")
+
+
+def load_vocab(vocab_file: str) -> dict[str, int]:
+  """token -> id (line number) of a WordPiece vocab file, lines stripped as in Google's.
+
+  Raises:
+    ValueError when a token appears twice (as tokenization.load_vocab does).
+  """
+  vocab = {}
+  with open(vocab_file, "r", encoding="utf-8") as reader:
+    for index, line in enumerate(reader):
+      token = line.strip()
+      if token in vocab and token:
+        raise ValueError(f"{vocab_file}:{index + 1}: token {token!r} already appeared on line "
+                         f"{vocab[token] + 1}; a vocab file needs one distinct token per line.")
+      vocab[token] = index
+  return vocab
+
+
+class _UnicodeTables:
+  """Per-character decisions for non-ASCII text, filled in as characters appear."""
+
+  def __init__(self):
+    self.clean = {0: None, 0xFFFD: None}  # str.translate table: dropped or -> " ".
+    self.marks = {}  # Nonspacing marks, dropped after NFD when lower-casing.
+    self.punctuation = []
+    self.seen = set()
+    self.word = _ASCII_WORD_ONLY
+
+  def learn(self, text: str):
+    new = set(text) - self.seen
+    if not new:
+      return
+    self.seen |= new
+    added_punctuation = False
+    for char in new:
+      cp, category = ord(char), unicodedata.category(char)
+      if char in "\t\n\r" or category == "Zs":
+        self.clean[cp] = " "
+      elif category in ("Cc", "Cf"):
+        self.clean[cp] = None
+      if category == "Mn":
+        self.marks[cp] = None
+      if category.startswith("P") and cp > 127:
+        self.punctuation.append(re.escape(char))
+        added_punctuation = True
+    if added_punctuation:
+      punct_class = _ASCII_PUNCTUATION + "".join(self.punctuation)
+      self.word = re.compile(f"[^{punct_class}]+|[{punct_class}]")
+
+
+class _TokenIdCache(dict):
+  """Whitespace-delimited ASCII token -> tuple of ids, computed on first lookup.
+
+  A token such as "handsome," splits at punctuation into basic tokens, each WordPiece-tokenized.
+  The line separator _LINE_END maps to () (real tokens always give at least one id).
+  """
+
+  def __init__(self, wordpiece):
+    super().__init__({_LINE_END: ()})
+    self._wordpiece = wordpiece
+
+  def __missing__(self, token):
+    ids = self[token] = tuple(itertools.chain.from_iterable(
+        map(self._wordpiece, _ASCII_WORD_ONLY.findall(token))))
+    return ids
+
+
+class WordPieceIds:
+  """Text lines -> WordPiece ids, identical to tokenization.FullTokenizer without TensorFlow.
+
+  tokenization.py imports TensorFlow (seconds and ~650 MB per process), which would dominate
+  this script's time and memory. This is Google's BasicTokenizer + WordpieceTokenizer recast
+  for bulk text: ASCII lines are lower-cased, cleaned and split by one regex over the whole
+  batch; other lines use per-character tables; each distinct word is WordPiece-tokenized once.
+  tests/test_create_pretraining_data.py checks ids against tokenization.FullTokenizer.
+  """
+
+  def __init__(self, vocab: dict[str, int], do_lower_case: bool, unk_token: str = "[UNK]",
+               max_input_chars_per_word: int = 200):
+    self.vocab = vocab
+    self.do_lower_case = do_lower_case
+    self.unk_token = unk_token
+    self.max_input_chars_per_word = max_input_chars_per_word
+    self._word_ids = {}
+    self._token_ids = _TokenIdCache(self._cached_wordpiece)
+    self._unicode = _UnicodeTables()
+
+  def _cached_wordpiece(self, word: str) -> tuple[int, ...]:
+    ids = self._word_ids.get(word)
+    if ids is None:
+      ids = self._word_ids[word] = self._wordpiece(word)
+    return ids
+
+  def _wordpiece(self, word: str) -> tuple[int, ...]:
+    """Greedy longest-match-first WordPiece of one basic token."""
+    vocab = self.vocab
+    if len(word) > self.max_input_chars_per_word:
+      return (vocab[self.unk_token],)
+    if word in vocab:
+      return (vocab[word],)
+    ids, start = [], 0
+    while start < len(word):
+      end = len(word)
+      while start < end:
+        piece = word[start:end] if start == 0 else "##" + word[start:end]
+        if piece in vocab:
+          ids.append(vocab[piece])
+          break
+        end -= 1
+      else:
+        return (vocab[self.unk_token],)
+      start = end
+    return tuple(ids)
+
+  def _unicode_words(self, line: str) -> list[str]:
+    """Google's BasicTokenizer.tokenize on any line."""
+    tables = self._unicode
+    tables.learn(line)
+    text = _CJK.sub(r" \1 ", line.translate(tables.clean))
+    words = []
+    for token in text.split():
+      if self.do_lower_case:
+        token = token.lower()
+        if not token.isascii():
+          normalized = unicodedata.normalize("NFD", token)
+          tables.learn(normalized)
+          token = normalized.translate(tables.marks)
+      words.extend(tables.word.findall(token))
+    return words
+
+  def encode_lines(self, lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Tokenizes lines that contain no "\n".
+
+    Returns:
+      (ids int32 [total], counts int64 [len(lines)]): every line's ids back to back, and how
+      many each line has.
+    """
+    if len(self._word_ids) + len(self._token_ids) > _WORD_CACHE_LIMIT:
+      self._word_ids = {}
+      self._token_ids = _TokenIdCache(self._cached_wordpiece)
+    is_ascii = [line.isascii() for line in lines]
+    all_ascii = all(is_ascii)
+    text = "\n".join(lines if all_ascii else
+                     (line if ascii_line else "" for line, ascii_line in zip(lines, is_ascii)))
+    if self.do_lower_case:
+      text = text.lower()
+    if _ASCII_CONTROL.search(text):
+      text = _ASCII_CONTROL.sub("", text)
+    # str.split() separates at space, tab and return (the rest of Python's whitespace set are
+    # control characters, gone by now); punctuation splitting happens per distinct token.
+    tokens = text.replace("\n", f" {_LINE_END} ").split()
+    tokens.append(_LINE_END)
+    token_ids = list(map(self._token_ids.__getitem__, tokens))
+    token_counts = np.fromiter(map(len, token_ids), dtype=np.int64, count=len(token_ids))
+    ids = np.fromiter(itertools.chain.from_iterable(token_ids), dtype=np.int32,
+                      count=int(token_counts.sum()))
+    line_ends = np.cumsum(token_counts)[token_counts == 0]
+    counts = np.diff(line_ends, prepend=0)
+    if all_ascii:
+      return ids, counts
+    # Lines with non-ASCII characters were left empty above; tokenize and splice them in.
+    per_line = np.split(ids, line_ends[:-1])
+    for index, ascii_line in enumerate(is_ascii):
+      if not ascii_line:
+        line_ids = list(itertools.chain.from_iterable(
+            map(self._cached_wordpiece, self._unicode_words(lines[index]))))
+        per_line[index] = np.asarray(line_ids, dtype=np.int32)
+        counts[index] = len(line_ids)
+    return np.concatenate(per_line) if per_line else ids, counts
+
+
+class BatchTokenizerIds:
+  """Any tokenizer with `tokenize_to_ids(lines)` and `vocab` (e.g. SentencePieceTokenizer)."""
+
+  def __init__(self, tokenizer):
+    self.vocab = tokenizer.vocab
+    self._tokenizer = tokenizer
+
+  def encode_lines(self, lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(ids int32 [total], counts int64 [len(lines)]), as WordPieceIds.encode_lines."""
+    per_line = self._tokenizer.tokenize_to_ids(lines)
+    counts = np.fromiter(map(len, per_line), dtype=np.int64, count=len(per_line))
+    ids = np.fromiter(itertools.chain.from_iterable(per_line), dtype=np.int32,
+                      count=int(counts.sum()))
+    return ids, counts
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading: files -> chunks of whole documents.
+
+
+@dataclasses.dataclass
+class TextPiece:
+  """Consecutive raw lines of one input file."""
+  path: str
+  byte_offset: int  # Of `data` in the file (decompressed bytes for .gz files).
+  line_number: int  # 1-based line number of the first line of `data`.
+  data: bytes
+
+
+@dataclasses.dataclass
+class ReadStats:
+  files: int = 0
+  empty_files: int = 0
+  bytes_read: int = 0
+
+
+def _open_binary(path: str):
+  return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+
+
+def read_chunks(input_files: list[str], chunk_bytes: int,
+                stats: ReadStats) -> Iterator[list[TextPiece]]:
+  """Yields chunks: lists of `TextPiece`s holding whole documents, >= 2 documents when possible.
+
+  Documents are separated by blank lines and by the end of a file. A chunk closes at the first
+  document boundary after it holds `chunk_bytes` bytes and two documents; the chunking depends
+  only on the input, never on the number of workers.
+  """
+  pieces, chunk_size, chunk_documents = [], 0, 0
+  for path in input_files:
+    stats.files += 1
+    lines, piece_offset, piece_line, offset, has_text, in_document = [], 0, 1, 0, False, False
+    with _open_binary(path) as reader:
+      for line_number, line in enumerate(reader, start=1):
+        lines.append(line)
+        offset += len(line)
+        if line.strip():
+          has_text = in_document = True
+          continue
+        if in_document:
+          chunk_documents += 1
+          in_document = False
+        if chunk_size + offset - piece_offset >= chunk_bytes and chunk_documents >= 2:
+          pieces.append(TextPiece(path, piece_offset, piece_line, b"".join(lines)))
+          stats.bytes_read += offset - piece_offset
+          yield pieces
+          pieces, chunk_size, chunk_documents = [], 0, 0
+          lines, piece_offset, piece_line = [], offset, line_number + 1
+    if in_document:
+      chunk_documents += 1
+    if lines:
+      pieces.append(TextPiece(path, piece_offset, piece_line, b"".join(lines)))
+      chunk_size += offset - piece_offset
+      stats.bytes_read += offset - piece_offset
+    if not has_text:
+      stats.empty_files += 1
+  if pieces:
+    yield pieces
+
+
+@dataclasses.dataclass
+class TokenizedChunk:
+  """A chunk's documents as one flat id array.
+
+  token_ids: int32 [num_tokens]. sentence_starts: list of num_sentences + 1 offsets into it.
+  document_starts: list of num_documents + 1 offsets into the sentences.
+  """
+  token_ids: np.ndarray
+  sentence_starts: list[int]
+  document_starts: list[int]
+  empty_documents: int
+  skipped_lines: int
+
+
+def decode_piece(piece: TextPiece, skip_invalid_utf8: bool) -> tuple[list[str], int]:
+  """Returns (lines, number of lines skipped for invalid UTF-8).
+
+  Raises:
+    ValueError naming the file, line and byte offset of invalid UTF-8 unless skipping.
+  """
+  try:
+    # Lines end at "\n" only, as Google's readline (str.splitlines also splits at \x0c, \u2028...).
+    return piece.data.decode("utf-8").split("\n"), 0
+  except UnicodeDecodeError as error:
+    if not skip_invalid_utf8:
+      line = piece.line_number + piece.data.count(b"\n", 0, error.start)
+      raise ValueError(
+          f"{piece.path}:{line}: invalid UTF-8 at byte offset {piece.byte_offset + error.start} "
+          f"({error.reason}); expected UTF-8 text. Pass --skip_invalid_utf8 to skip such lines."
+      ) from None
+  lines, skipped = [], 0
+  for raw in piece.data.split(b"\n"):
+    try:
+      lines.append(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+      skipped += 1
+  return lines, skipped
+
+
+def tokenize_chunk(pieces: list[TextPiece], encoder,
+                   skip_invalid_utf8: bool) -> TokenizedChunk:
+  """Decodes and tokenizes a chunk; lines without tokens and documents without lines vanish."""
+  all_lines, skipped = [], 0
+  for piece in pieces:
+    lines, piece_skipped = decode_piece(piece, skip_invalid_utf8)
+    all_lines.extend(lines)
+    all_lines.append("")  # The end of a file ends a document.
+    skipped += piece_skipped
+  stripped = [line.strip() for line in all_lines]
+  ids, counts = encoder.encode_lines([line for line in stripped if line])
+  counts = iter(counts.tolist())
+  sentence_starts, document_starts = [0], [0]
+  empty_documents, in_document, document_has_tokens, position = 0, False, False, 0
+  for line in stripped:
+    if not line:
+      if in_document and not document_has_tokens:
+        empty_documents += 1
+      if document_has_tokens:
+        document_starts.append(len(sentence_starts) - 1)
+      in_document = document_has_tokens = False
+      continue
+    in_document = True
+    count = next(counts)
+    if count:
+      position += count
+      sentence_starts.append(position)
+      document_has_tokens = True
+  return TokenizedChunk(ids, sentence_starts, document_starts, empty_documents, skipped)
+
+
+# ----------------------------------------------------------------------------------------------
+# Instances: documents -> (segment A, segment B, is_random_next) spans.
+
+
+def _truncate_pair(start_a, end_a, start_b, end_b, max_num_tokens, rng: random.Random):
+  """Google's truncate_seq_pair in closed form; returns the new (start_a, end_a, start_b, end_b).
+
+  Google removes one token at a time from the longer side (B on ties), from the front or the
+  back with probability 1/2. Which side loses how many depends only on the lengths; the number
+  taken from the front is Binomial(n, 1/2), drawn here as the popcount of n random bits.
+  """
+  length_a, length_b = end_a - start_a, end_b - start_b
+  excess = length_a + length_b - max_num_tokens
+  if excess <= 0:
+    return start_a, end_a, start_b, end_b
+  unequal = min(excess, abs(length_a - length_b))
+  remove_a, remove_b = (unequal, 0) if length_a > length_b else (0, unequal)
+  remove_b += (excess - unequal + 1) // 2
+  remove_a += (excess - unequal) // 2
+  front_a = rng.getrandbits(remove_a).bit_count() if remove_a else 0
+  front_b = rng.getrandbits(remove_b).bit_count() if remove_b else 0
+  return (start_a + front_a, end_a - (remove_a - front_a),
+          start_b + front_b, end_b - (remove_b - front_b))
+
+
+def create_instance_spans(chunk: TokenizedChunk, max_seq_length: int, short_seq_prob: float,
+                          rng: random.Random) -> list[tuple[int, int, int, int, int]]:
+  """One pass of Google's create_instances_from_document over every document of the chunk.
+
+  Returns:
+    (start_a, end_a, start_b, end_b, is_random_next) per instance, offsets into
+    chunk.token_ids.
+  """
+  max_num_tokens = max_seq_length - 3
+  starts = chunk.sentence_starts
+  documents = chunk.document_starts
+  num_documents = len(documents) - 1
+  spans = []
+  for document in range(num_documents):
+    first, last = documents[document], documents[document + 1]  # Sentence index range.
+    # As in Google's code, the target is drawn once per document, not once per instance.
+    target_length = max_num_tokens
+    if rng.random() < short_seq_prob:
+      target_length = 2 + int(rng.random() * (max_num_tokens - 1))
+    chunk_first = first
+    while chunk_first < last:
+      # The chunk grows sentence by sentence until it reaches the target or the document ends.
+      end_sentence = bisect.bisect_left(starts, starts[chunk_first] + target_length,
+                                        chunk_first + 1, last)
+      num_segments = end_sentence - chunk_first
+      a_end_sentence = chunk_first + (1 + int(rng.random() * (num_segments - 1)) if num_segments >= 2 else 1)
+      start_a, end_a = starts[chunk_first], starts[a_end_sentence]
+      if num_segments == 1 or rng.random() < 0.5:
+        is_random_next = 1
+        target_b_length = target_length - (end_a - start_a)
+        for _ in range(10):
+          random_document = int(rng.random() * num_documents)
+          if random_document != document:
+            break
+        random_first = documents[random_document]
+        random_last = documents[random_document + 1]
+        random_start = random_first + int(rng.random() * (random_last - random_first))
+        start_b = starts[random_start]
+        # Whole sentences until B reaches its target (at least one sentence).
+        end_b = starts[bisect.bisect_left(starts, start_b + target_b_length, random_start + 1,
+                                          random_last)]
+        # The segments not used for A go back to be the start of the next chunk.
+        next_chunk_first = a_end_sentence
+      else:
+        is_random_next = 0
+        start_b, end_b = end_a, starts[end_sentence]
+        next_chunk_first = end_sentence
+      spans.append(
+          _truncate_pair(start_a, end_a, start_b, end_b, max_num_tokens, rng) + (is_random_next,))
+      chunk_first = next_chunk_first
+  return spans
+
+
+def build_input_ids(token_ids: np.ndarray, spans: np.ndarray, max_seq_length: int, cls_id: int,
+                    sep_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Lays out [CLS] A [SEP] B [SEP] and padding.
+
+  Args:
+    token_ids: int32 [num_tokens]; spans: int [N, 5] from `create_instance_spans`.
+  Returns:
+    input_ids int32 [N, max_seq_length], segment_ids int32 [N, max_seq_length], lengths int [N].
+  """
+  start_a, end_a, start_b, end_b = (spans[:, k:k + 1] for k in range(4))
+  length_a, length_b = end_a - start_a, end_b - start_b
+  position = np.arange(max_seq_length)[None, :]
+  in_a = (position >= 1) & (position <= length_a)
+  in_b = (position >= length_a + 2) & (position < length_a + length_b + 2)
+  last = max(len(token_ids) - 1, 0)
+  ids = np.where(in_a, token_ids[np.clip(start_a + position - 1, 0, last)], 0)
+  ids = np.where(in_b, token_ids[np.clip(start_b + position - length_a - 2, 0, last)], ids)
+  ids[:, 0] = cls_id
+  ids[(position == length_a + 1) | (position == length_a + length_b + 2)] = sep_id
+  segment_ids = ((position >= length_a + 2) & (position <= length_a + length_b + 2))
+  return ids.astype(np.int32), segment_ids.astype(np.int32), (length_a + length_b + 3)[:, 0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Masking.
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskingConfig:
+  """What masking needs to know about the flags and the vocabulary.
+
+  continues_word: bool [vocab_size], True for pieces that continue the previous word ("##x" in
+  WordPiece); set only for whole-word masking.
+  """
+  masked_lm_prob: float
+  max_predictions_per_seq: int
+  vocab_size: int
+  cls_id: int
+  sep_id: int
+  mask_id: int
+  continues_word: np.ndarray | None = None
+
+
+@dataclasses.dataclass
+class MaskedBatch:
+  """input_ids int32 [N, S] after masking; masked_lm_positions, masked_lm_ids int32 [N, P];
+  masked_lm_weights float32 [N, P] (1 for a prediction, 0 for padding); P = max predictions."""
+  input_ids: np.ndarray
+  masked_lm_positions: np.ndarray
+  masked_lm_ids: np.ndarray
+  masked_lm_weights: np.ndarray
+
+
+def num_to_predict(lengths: np.ndarray, config: MaskingConfig) -> np.ndarray:
+  """Google's min(max_predictions, max(1, round(length * prob))), round half to even."""
+  wanted = np.maximum(1, np.round(np.asarray(lengths) * config.masked_lm_prob)).astype(np.int64)
+  return np.minimum(config.max_predictions_per_seq, wanted)
+
+
+def _choose_whole_words(candidates, input_ids, keys, budget, config):
+  """Google's whole-word selection for each row: words in random order, a word taken only if
+  it fits in what is left of the budget. Returns chosen bool [N, S]."""
+  chosen = np.zeros(candidates.shape, dtype=bool)
+  continues = config.continues_word[input_ids] & candidates
+  for row in range(len(input_ids)):
+    positions = np.flatnonzero(candidates[row])
+    if not len(positions):
+      continue
+    starts_word = ~continues[row, positions]
+    starts_word[0] = True  # A leading "##" piece opens a word of its own, as in Google's.
+    word_of = np.cumsum(starts_word) - 1
+    word_starts = np.flatnonzero(starts_word)
+    word_sizes = np.diff(np.append(word_starts, len(positions)))
+    order = np.argsort(keys[row, positions[word_starts]], kind="stable")
+    taken, count = [], 0
+    for word in order.tolist():
+      if count >= budget[row]:
+        break
+      if count + word_sizes[word] > budget[row]:
+        continue
+      taken.append(word)
+      count += word_sizes[word]
+    chosen[row, positions[np.isin(word_of, taken)]] = True
+  return chosen
+
+
+def mask_batch(input_ids: np.ndarray, lengths: np.ndarray, config: MaskingConfig,
+               rng: np.random.Generator) -> MaskedBatch:
+  """Google's create_masked_lm_predictions on a batch of instances.
+
+  Args:
+    input_ids: int [N, S] unmasked, [CLS] A [SEP] B [SEP] then padding.
+    lengths: int [N], tokens before the padding.
+  Every token but [CLS], [SEP] and padding is a candidate; min(P, max(1, round(length * prob)))
+  of them are chosen uniformly (whole words only, with `config.continues_word`); each chosen
+  token becomes [MASK] with probability 0.8, stays with 0.1, or becomes a uniformly random
+  vocabulary id with 0.1.
+  """
+  input_ids = np.asarray(input_ids, dtype=np.int32)
+  num_rows, seq_length = input_ids.shape
+  max_predictions = config.max_predictions_per_seq
+  position = np.arange(seq_length)[None, :]
+  candidates = ((position < np.asarray(lengths)[:, None]) & (input_ids != config.cls_id)
+                & (input_ids != config.sep_id))
+  budget = np.minimum(num_to_predict(lengths, config), candidates.sum(axis=1))
+  keys = rng.random((num_rows, seq_length))
+  if config.continues_word is not None:
+    chosen = _choose_whole_words(candidates, input_ids, keys, budget, config)
+  else:
+    keys = np.where(candidates, keys, 2.0)
+    kept = min(max_predictions, seq_length)
+    smallest = np.argpartition(keys, kept - 1, axis=1)[:, :kept]
+    rank = np.argsort(np.take_along_axis(keys, smallest, axis=1), axis=1)
+    ordered = np.take_along_axis(smallest, rank, axis=1)
+    chosen = np.zeros((num_rows, seq_length), dtype=bool)
+    take = np.arange(kept)[None, :] < budget[:, None]
+    np.put_along_axis(chosen, np.where(take, ordered, ordered[:, :1]), True, axis=1)
+    chosen &= candidates  # Rows with budget 0 (no candidates) set nothing.
+  # Chosen positions in increasing order, padded with seq_length (sorted last).
+  padded = np.sort(np.where(chosen, position, seq_length), axis=1)[:, :max_predictions]
+  if padded.shape[1] < max_predictions:
+    padded = np.pad(padded, ((0, 0), (0, max_predictions - padded.shape[1])),
+                    constant_values=seq_length)
+  valid = padded < seq_length
+  positions = np.where(valid, padded, 0)
+  labels = np.where(valid, np.take_along_axis(input_ids, positions, axis=1), 0)
+  action = rng.random((num_rows, max_predictions))
+  keep = rng.random((num_rows, max_predictions)) < 0.5
+  random_ids = rng.integers(0, config.vocab_size, (num_rows, max_predictions))
+  replacement = np.where(action < 0.8, config.mask_id, np.where(keep, labels, random_ids))
+  masked = input_ids.copy()
+  rows = np.broadcast_to(np.arange(num_rows)[:, None], positions.shape)
+  masked[rows[valid], positions[valid]] = replacement[valid]
+  return MaskedBatch(masked, positions.astype(np.int32), labels.astype(np.int32),
+                     valid.astype(np.float32))
+
+
+def mask_instance(input_ids: np.ndarray, config: MaskingConfig,
+                  rng: np.random.Generator) -> MaskedBatch:
+  """`mask_batch` for one instance: input_ids int [L] without padding; outputs have N = 1."""
+  input_ids = np.asarray(input_ids)
+  return mask_batch(input_ids[None, :], np.array([len(input_ids)]), config, rng)
+
+
+# ----------------------------------------------------------------------------------------------
+# A whole chunk: text -> serialised, framed TFRecords.
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceConfig:
+  max_seq_length: int
+  short_seq_prob: float
+  dupe_factor: int
+  random_seed: int
+  masking: MaskingConfig
+  apply_masking: bool = True  # False writes unmasked instances for dynamic masking.
+  skip_invalid_utf8: bool = False
+
+
+@dataclasses.dataclass
+class ChunkResult:
+  """Framed TFRecords of one chunk (records back to back) and what they hold."""
+  records: bytes
+  record_lengths: np.ndarray  # int64 [num_instances], framed lengths.
+  documents: int
+  empty_documents: int
+  skipped_lines: int
+  tokens: int  # Non-padding tokens, [CLS] and [SEP] included.
+  masked: int
+  random_next: int
+
+
+_SERIALIZE_BATCH = 2048
+
+
+def chunk_rngs(config: InstanceConfig, chunk_index: int):
+  """(Python RNG per dupe for the spans, numpy Generator for shuffling and masking)."""
+  children = np.random.SeedSequence([config.random_seed, chunk_index]).spawn(
+      config.dupe_factor + 1)
+  span_rngs = [random.Random(int.from_bytes(c.generate_state(4).tobytes(), "little"))
+               for c in children[:-1]]
+  return span_rngs, np.random.default_rng(children[-1])
+
+
+def process_chunk(chunk_index: int, pieces: list[TextPiece], encoder,
+                  config: InstanceConfig) -> ChunkResult:
+  """Tokenizes a chunk, creates `dupe_factor` passes of instances, shuffles, masks, encodes."""
+  chunk = tokenize_chunk(pieces, encoder, config.skip_invalid_utf8)
+  span_rngs, rng = chunk_rngs(config, chunk_index)
+  spans = []
+  if len(chunk.document_starts) > 1:
+    for span_rng in span_rngs:
+      spans.extend(create_instance_spans(chunk, config.max_seq_length, config.short_seq_prob,
+                                         span_rng))
+  spans = np.asarray(spans, dtype=np.int64).reshape(-1, 5)[rng.permutation(len(spans))]
+  records, lengths, tokens, masked = [], [], 0, 0
+  masking = config.masking
+  for begin in range(0, len(spans), _SERIALIZE_BATCH):
+    batch = spans[begin:begin + _SERIALIZE_BATCH]
+    input_ids, segment_ids, seq_lengths = build_input_ids(
+        chunk.token_ids, batch, config.max_seq_length, masking.cls_id, masking.sep_id)
+    input_mask = (np.arange(config.max_seq_length)[None, :] < seq_lengths[:, None])
+    tokens += int(seq_lengths.sum())
+    features = [("input_ids", input_ids), ("input_mask", input_mask.astype(np.int32)),
+                ("segment_ids", segment_ids)]
+    if config.apply_masking:
+      masked_batch = mask_batch(input_ids, seq_lengths, masking, rng)
+      masked += int(masked_batch.masked_lm_weights.sum())
+      features[0] = ("input_ids", masked_batch.input_ids)
+      features += [("masked_lm_positions", masked_batch.masked_lm_positions),
+                   ("masked_lm_ids", masked_batch.masked_lm_ids),
+                   ("masked_lm_weights", masked_batch.masked_lm_weights)]
+    features.append(("next_sentence_labels", batch[:, 4:5]))
+    flat, example_lengths = example_encoding.encode_examples(features)
+    framed, framed_lengths = example_encoding.frame_tfrecords(flat, example_lengths)
+    records.append(framed)
+    lengths.append(framed_lengths)
+  return ChunkResult(
+      records=b"".join(records),
+      record_lengths=np.concatenate(lengths) if lengths else np.zeros(0, np.int64),
+      documents=len(chunk.document_starts) - 1, empty_documents=chunk.empty_documents,
+      skipped_lines=chunk.skipped_lines, tokens=tokens, masked=masked,
+      random_next=int(spans[:, 4].sum()))
