@@ -1,0 +1,183 @@
+"""features_lib: extract_features input lines, features, and Google's JSONL output."""
+import collections
+import io
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+import features_lib
+import tokenization
+
+
+@pytest.fixture(scope="module")
+def tokenizer(uncased_vocab):
+  return tokenization.FullTokenizer(str(uncased_vocab), do_lower_case=True)
+
+
+def test_read_examples_pairs_and_line_indexes(tmp_path):
+  path = tmp_path / "input.txt"
+  path.write_bytes("Hello world.\nWho was Jim Henson ? ||| Jim Henson was a puppeteer\n"
+                   "x ||| y ||| z\n\n  spaced out  \r\nno|||spaces\nlast line".encode())
+  examples = features_lib.read_examples(str(path))
+  assert not isinstance(examples, list)  # A generator: the file is streamed.
+  assert [(e.unique_id, e.text_a, e.text_b) for e in examples] == [
+      (0, "Hello world.", None),
+      (1, "Who was Jim Henson ?", "Jim Henson was a puppeteer"),
+      (2, "x ||| y", "z"),  # Google's greedy regex splits at the last separator.
+      (3, "", None),
+      (4, "spaced out", None),
+      (5, "no|||spaces", None),
+      (6, "last line", None),
+  ]
+
+
+def test_read_examples_errors(tmp_path):
+  with pytest.raises(FileNotFoundError, match="nothing.txt"):
+    list(features_lib.read_examples(str(tmp_path / "nothing.txt")))
+  path = tmp_path / "bad.txt"
+  path.write_bytes(b"fine\nbad \xff byte\n")
+  with pytest.raises(ValueError, match=r"bad\.txt:2: not valid UTF-8"):
+    list(features_lib.read_examples(str(path)))
+
+
+def test_parse_layer_indexes():
+  assert features_lib.parse_layer_indexes("-1,-2,-3,-4") == [-1, -2, -3, -4]
+  assert features_lib.parse_layer_indexes("0") == [0]
+  with pytest.raises(ValueError, match="comma-separated integers"):
+    features_lib.parse_layer_indexes("-1;-2")
+
+
+def test_features_by_hand(tokenizer):
+  examples = [features_lib.InputExample(0, "The cat sat.", "A dog ran away quickly."),
+              features_lib.InputExample(1, "The cat sat on the mat today."),
+              features_lib.InputExample(2, "", None)]
+  pair, single, empty = features_lib.convert_examples_to_features(examples, 10, tokenizer)
+  # 7 slots for 4 + 6 tokens: the longer (b) loses tokens until 4 + 3.
+  assert pair.tokens == ["[CLS]", "the", "cat", "sat", ".", "[SEP]", "a", "dog", "ran",
+                         "[SEP]"]
+  assert pair.input_type_ids == [0] * 6 + [1] * 4
+  assert pair.input_ids == tokenizer.convert_tokens_to_ids(pair.tokens)
+  assert single.tokens == ["[CLS]", "the", "cat", "sat", "on", "the", "mat", "today", ".",
+                           "[SEP]"]
+  assert empty.tokens == ["[CLS]", "[SEP]"]
+  assert empty.input_ids == tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]"]) + [0] * 8
+  assert empty.input_mask == [1, 1] + [0] * 8
+  assert empty.unique_id == 2
+
+
+def test_batched_conversion_matches_unbatched(tokenizer):
+  texts = ["Jim Henson was a puppeteer", "naïve café ||| résumé", "x" * 300, "Hello!"]
+  examples = [features_lib.InputExample(i, *t.split(" ||| ")) for i, t in enumerate(texts)]
+
+  class PlainTokenizer:  # Google's API only: no tokenize_to_ids.
+    tokenize = tokenizer.tokenize
+    convert_tokens_to_ids = tokenizer.convert_tokens_to_ids
+
+  fast = list(features_lib.convert_examples_to_features(examples, 16, tokenizer, 3))
+  slow = list(features_lib.convert_examples_to_features(examples, 16, PlainTokenizer(), 3))
+  assert fast == slow
+
+
+def _google_round(values):
+  return [round(float(x), 6) for x in np.asarray(values).flat]
+
+
+def test_round_values_matches_python_round():
+  rng = np.random.default_rng(0)
+  values = np.concatenate([
+      rng.normal(0, 3, 20000), rng.normal(0, 1e-5, 2000),
+      np.arange(1, 400, 2) / 128.0,  # Exact halves at the 6th decimal: round half to even.
+      -np.arange(1, 400, 2) / 128.0, [0.0, -0.0, -4e-7, 1e-9, 123456.75],
+  ]).astype(np.float32)
+  rounded = features_lib.round_values(values)
+  assert rounded.dtype == np.float64
+  assert rounded.tolist() == _google_round(values)
+  assert [repr(x) for x in rounded.tolist()] == [repr(x) for x in _google_round(values)]
+  doubles = rng.normal(0, 1, 100)
+  assert features_lib.round_values(doubles).tolist() == _google_round(doubles)
+
+
+def _google_jsonl_line(feature, layer_indexes, layer_outputs, i):
+  """Google's extract_features output loop, as a reference."""
+  output_json = collections.OrderedDict()
+  output_json["linex_index"] = feature.unique_id
+  all_features = []
+  for position, token in enumerate(feature.tokens):
+    all_layers = []
+    for j, layer_index in enumerate(layer_indexes):
+      layers = collections.OrderedDict()
+      layers["index"] = layer_index
+      layers["values"] = [round(float(x), 6) for x in layer_outputs[j][i][position].flat]
+      all_layers.append(layers)
+    features = collections.OrderedDict()
+    features["token"] = token
+    features["layers"] = all_layers
+    all_features.append(features)
+  output_json["features"] = all_features
+  return json.dumps(output_json)
+
+
+def test_jsonl_literal_format():
+  feature = features_lib.InputFeatures(0, ["[CLS]", "hé", "[SEP]"], [1, 2, 3, 0],
+                                       [1, 1, 1, 0], [0, 0, 0, 0])
+  last = np.array([[[0.1234567, 2.0], [-1e-7, 0.5], [3.25, -0.0000015], [9.0, 9.0]]],
+                  np.float32)
+  second = np.zeros_like(last)
+  out = io.StringIO()
+  with features_lib.JsonlFeatureWriter(out, [-1, -2]) as writer:
+    writer.write_batch([feature], [last, second])
+  assert out.getvalue() == (
+      '{"linex_index": 0, "features": ['
+      '{"token": "[CLS]", "layers": [{"index": -1, "values": [0.123457, 2.0]}, '
+      '{"index": -2, "values": [0.0, 0.0]}]}, '
+      '{"token": "h\\u00e9", "layers": [{"index": -1, "values": [-0.0, 0.5]}, '
+      '{"index": -2, "values": [0.0, 0.0]}]}, '
+      '{"token": "[SEP]", "layers": [{"index": -1, "values": [3.25, -2e-06]}, '
+      '{"index": -2, "values": [0.0, 0.0]}]}]}\n')
+
+
+def test_jsonl_pipeline_matches_google_loop(tmp_path, tokenizer):
+  path = tmp_path / "input.txt"
+  path.write_text("Hello world.\nWho was Jim Henson ? ||| Jim Henson was a puppeteer\n"
+                  "A third, rather longer line that will be truncated by the window.\n")
+  layer_indexes, seq_length, hidden = [-1, -2], 12, 5
+  rng = np.random.default_rng(1)
+  output_file = tmp_path / "out.jsonl"
+  expected_lines = []
+  with features_lib.JsonlFeatureWriter(str(output_file), layer_indexes) as writer:
+    features = features_lib.convert_examples_to_features(
+        features_lib.read_examples(str(path)), seq_length, tokenizer)
+    for batch, arrays in features_lib.batch_features(features, batch_size=2):
+      assert arrays["input_ids"].shape == (len(batch), seq_length)
+      assert arrays["unique_ids"].tolist() == [f.unique_id for f in batch]
+      outputs = [rng.normal(0, 1, (len(batch), seq_length, hidden)).astype(np.float32)
+                 for _ in layer_indexes]
+      writer.write_batch(batch, outputs)
+      expected_lines += [_google_jsonl_line(f, layer_indexes, outputs, i)
+                         for i, f in enumerate(batch)]
+  assert writer.num_written == 3
+  lines = output_file.read_text().splitlines()
+  assert lines == expected_lines
+  parsed = [json.loads(line) for line in lines]
+  assert [p["linex_index"] for p in parsed] == [0, 1, 2]
+  assert [f["token"] for f in parsed[0]["features"]] == ["[CLS]", "hello", "world", ".",
+                                                        "[SEP]"]  # No padding.
+  assert len(parsed[2]["features"]) == seq_length
+  assert all(len(layer["values"]) == hidden for f in parsed[1]["features"]
+             for layer in f["layers"])
+
+
+def test_pipeline_is_lazy(tokenizer):
+  """Endless input: the first batches come out without reading everything first."""
+  endless = (features_lib.InputExample(i, f"line number {i}") for i in itertools.count())
+  features = features_lib.convert_examples_to_features(endless, 8, tokenizer, chunk_size=4)
+  batches = list(itertools.islice(features_lib.batch_features(features, 3), 2))
+  assert [f.unique_id for batch, _ in batches for f in batch] == [0, 1, 2, 3, 4, 5]
+
+
+def test_writer_checks_layer_count():
+  writer = features_lib.JsonlFeatureWriter(io.StringIO(), [-1, -2])
+  with pytest.raises(ValueError, match=r"1 layer outputs for layer indexes \[-1, -2\]"):
+    writer.write_batch([], [np.zeros((0, 4, 2), np.float32)])
