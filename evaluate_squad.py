@@ -18,7 +18,8 @@ answers, and an unanswerable question counts as correct only for an empty predic
 
 One deliberate difference: the official v2.0 script drops questions that have no prediction
 from the totals (and then crashes computing HasAns_*). Here a missing prediction scores 0 and
-stays in every total, as the official v1.1 script does, with a warning on stderr.
+stays in every total, as the official v1.1 script does, with a warning on stderr. A question
+missing from the na-prob file gets na-prob 0 (always answered) instead of a KeyError.
 """
 import argparse
 import collections
