@@ -20,11 +20,16 @@ import checkpoints
 import modeling
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("input", None, "Checkpoint to convert: HF folder/file, TF1 prefix or ours.")
-flags.DEFINE_string("output_dir", None, "Folder to write the converted checkpoint into.")
-flags.DEFINE_enum("output_format", "tf1", ["tf1", "hf"], "Format to write.")
-flags.DEFINE_string("bert_config_file", None,
-                    "Config JSON (Google's or HF's); default: the one beside --input.")
+
+
+def define_flags():
+  """Defines the CLI flags (only when run as a script, so tests can import this module
+  next to other scripts that define flags of the same name)."""
+  flags.DEFINE_string("input", None, "Checkpoint to convert: HF folder/file, TF1 prefix or ours.")
+  flags.DEFINE_string("output_dir", None, "Folder to write the converted checkpoint into.")
+  flags.DEFINE_enum("output_format", "tf1", ["tf1", "hf"], "Format to write.")
+  flags.DEFINE_string("bert_config_file", None,
+                      "Config JSON (Google's or HF's); default: the one beside --input.")
 
 
 def _vocab_beside(path):
@@ -69,5 +74,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flags_as_required(["input", "output_dir"])
   app.run(main)

@@ -22,16 +22,21 @@ import modeling
 import tokenization
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("init_checkpoint", None, "Checkpoint to export (any format checkpoints.py "
-                    "reads: Google TF1, Hugging Face folder or ours).")
-flags.DEFINE_string("bert_config_file", None, "Config JSON; default: the one beside the "
-                    "checkpoint.")
-flags.DEFINE_string("export_dir", None, "Folder to write the SavedModel into.")
-flags.DEFINE_enum("serving_input", "ids", ["ids", "text"], "What the signature takes.")
-flags.DEFINE_string("vocab_file", None, "WordPiece vocab for --serving_input=text; default: "
-                    "vocab.txt beside the checkpoint.")
-flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents (uncased models).")
-flags.DEFINE_integer("max_seq_length", 128, "Longest tokenized text, [CLS] and [SEP] included.")
+
+
+def define_flags():
+  """Defines the CLI flags (only when run as a script, so tests can import this module
+  next to other scripts that define flags of the same name)."""
+  flags.DEFINE_string("init_checkpoint", None, "Checkpoint to export (any format checkpoints.py "
+                      "reads: Google TF1, Hugging Face folder or ours).")
+  flags.DEFINE_string("bert_config_file", None, "Config JSON; default: the one beside the "
+                      "checkpoint.")
+  flags.DEFINE_string("export_dir", None, "Folder to write the SavedModel into.")
+  flags.DEFINE_enum("serving_input", "ids", ["ids", "text"], "What the signature takes.")
+  flags.DEFINE_string("vocab_file", None, "WordPiece vocab for --serving_input=text; default: "
+                      "vocab.txt beside the checkpoint.")
+  flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents (uncased models).")
+  flags.DEFINE_integer("max_seq_length", 128, "Longest tokenized text, [CLS] and [SEP] included.")
 
 
 def _encoder_outputs(model, input_ids, input_mask, token_type_ids):
@@ -117,5 +122,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flags_as_required(["init_checkpoint", "export_dir"])
   app.run(main)
