@@ -213,7 +213,7 @@ class _WordPieces:
   def _tokens_and_ids(self, texts: list) -> list:
     if self._batched:
       inv_vocab = self._tokenizer.inv_vocab
-      ids_per_text = [[int(i) for i in ids] for ids in self._tokenizer.tokenize_to_ids(texts)]
+      ids_per_text = [list(ids) for ids in self._tokenizer.tokenize_to_ids(texts)]
       return [([inv_vocab[i] for i in ids], ids) for ids in ids_per_text]
     result = []
     for text in texts:
@@ -301,6 +301,23 @@ def check_is_max_context(doc_spans: Sequence[DocSpan], cur_span_index: int,
   return cur_span_index == best_span_index
 
 
+def max_context_flags(doc_spans: Sequence[DocSpan], num_doc_tokens: int) -> np.ndarray:
+  """check_is_max_context for every window and sub-token at once.
+
+  Returns:
+    bool [num_windows, num_doc_tokens]: [i, p] is check_is_max_context(doc_spans, i, p)
+    (False where the window does not hold p). Ties go to the first window, as there.
+  """
+  starts = np.array([span.start for span in doc_spans], np.int64)[:, None]
+  lengths = np.array([span.length for span in doc_spans], np.int64)[:, None]
+  ends = starts + lengths - 1
+  positions = np.arange(num_doc_tokens)[None, :]
+  scores = np.minimum(positions - starts, ends - positions) + 0.01 * lengths
+  scores = np.where((positions >= starts) & (positions <= ends), scores, -np.inf)
+  best_window = np.argmax(scores, axis=0)  # The first maximum, like Google's strict ">".
+  return best_window[None, :] == np.arange(len(doc_spans))[:, None]
+
+
 def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer,
                                  max_seq_length: int, doc_stride: int, max_query_length: int,
                                  is_training: bool,
@@ -350,13 +367,16 @@ def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer,
     max_tokens_for_doc = max_seq_length - len(query_tokens) - 3
     doc_spans = make_doc_spans(len(all_doc_tokens), max_tokens_for_doc, doc_stride)
     doc_offset = len(query_tokens) + 2  # [CLS] query [SEP]
+    is_max_context = max_context_flags(doc_spans, len(all_doc_tokens)) if doc_spans else None
     for doc_span_index, doc_span in enumerate(doc_spans):
       window = range(doc_span.start, doc_span.start + doc_span.length)
       tokens = ["[CLS]"] + query_tokens + ["[SEP]"] + [all_doc_tokens[i] for i in window]
       tokens.append("[SEP]")
       token_to_orig_map = {doc_offset + j: tok_to_orig_index[i] for j, i in enumerate(window)}
-      token_is_max_context = {doc_offset + j: check_is_max_context(doc_spans, doc_span_index, i)
-                              for j, i in enumerate(window)}
+      token_is_max_context = dict(zip(
+          range(doc_offset, doc_offset + doc_span.length),
+          is_max_context[doc_span_index, doc_span.start:doc_span.start + doc_span.length]
+          .tolist()))
       input_ids = ([cls_id] + query_ids + [sep_id]
                    + all_doc_ids[doc_span.start:doc_span.start + doc_span.length] + [sep_id])
       segment_ids = [0] * doc_offset + [1] * (doc_span.length + 1)

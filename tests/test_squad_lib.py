@@ -115,6 +115,17 @@ def test_doc_spans_and_max_context_by_hand():
   assert squad_lib.make_doc_spans(0, 5, 3) == []
 
 
+@pytest.mark.parametrize("num_tokens, max_tokens, stride", [
+    (10, 5, 3), (50, 19, 6), (7, 7, 2), (33, 8, 8), (40, 10, 1), (3, 5, 3)])
+def test_vectorised_max_context_equals_google_check(num_tokens, max_tokens, stride):
+  spans = squad_lib.make_doc_spans(num_tokens, max_tokens, stride)
+  flags = squad_lib.max_context_flags(spans, num_tokens)
+  expected = [[spans[i].start <= p < spans[i].start + spans[i].length
+               and squad_lib.check_is_max_context(spans, i, p) for p in range(num_tokens)]
+              for i in range(len(spans))]
+  assert flags.tolist() == expected
+
+
 def test_features_layout(v1_train, tokenizer):
   examples, _, features = v1_train
   assert [f.unique_id for f in features] == list(
