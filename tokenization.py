@@ -14,9 +14,11 @@ WordpieceTokenizer, load_vocab, ...) so scripts written against it run unchanged
 """
 
 import collections
+import gc
 import re
 import unicodedata
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
@@ -314,6 +316,8 @@ class FullTokenizer:
     fast_ids = []
     for start in range(0, len(fast_texts), batch_size):
       fast_ids.extend(_ragged_to_lists(module(fast_texts[start:start + batch_size])))
+    if not python_rows:
+      return fast_ids
     fast_iter = iter(fast_ids)
     return [
         self.convert_tokens_to_ids(self.tokenize(text)) if i in python_rows else next(fast_iter)
@@ -338,14 +342,21 @@ def _ragged_to_lists(ragged):
   """RaggedTensor [batch, None] -> list of lists of int, without per-element Python work."""
   values = ragged.flat_values.numpy().tolist()
   splits = ragged.row_splits.numpy().tolist()
-  return [values[start:end] for start, end in zip(splits[:-1], splits[1:])]
+  # Creating many lists triggers the cyclic GC over and over; none of them can form a cycle.
+  gc_was_enabled = gc.isenabled()
+  gc.disable()
+  try:
+    return [values[start:end] for start, end in zip(splits[:-1], splits[1:])]
+  finally:
+    if gc_was_enabled:
+      gc.enable()
 
 
 def _normalized_char(char, do_lower_case):
   """Google's BasicTokenizer applied to one character on its own, with token breaks as spaces.
 
-  Every step of Google's algorithm is per character, except the two context-dependent ones
-  listed in `_PYTHON_ONLY_LOWER`, so joining these strings and splitting on spaces reproduces
+  Every step of Google's algorithm is per character except the context-dependent ones that
+  `_CharTables.python_only` lists, so joining these strings and splitting on spaces reproduces
   BasicTokenizer.tokenize for any text without those characters.
   """
   cp = ord(char)
@@ -353,13 +364,14 @@ def _normalized_char(char, do_lower_case):
     return ""
   if _is_whitespace(char):
     return " "
-  if _is_chinese_char(cp):
-    return f" {char} "
+  text = char
   if do_lower_case:
-    char = "".join(c for c in unicodedata.normalize("NFD", char.lower())
+    text = "".join(c for c in unicodedata.normalize("NFD", char.lower())
                    if unicodedata.category(c) != "Mn")
   # str.split() also breaks on U+2028/U+2029 (Zl/Zp), which Google's cleaning keeps.
-  return "".join(f" {c} " if _is_punctuation(c) else (" " if c.isspace() else c) for c in char)
+  text = "".join(f" {c} " if _is_punctuation(c) else (" " if c.isspace() else c) for c in text)
+  # CJK splitting happens before lower-casing, on the original character.
+  return f" {text} " if _is_chinese_char(cp) else text
 
 
 def _is_reordering_mark(char):
@@ -372,44 +384,6 @@ def _is_reordering_mark(char):
              for c in unicodedata.normalize("NFD", char))
 
 
-_TABLE_CACHE = {}
-
-
-def _normalization_table(do_lower_case):
-  """{char: _normalized_char(char)} for every character the normalisation changes (cached)."""
-  if do_lower_case not in _TABLE_CACHE:
-    table = {}
-    for cp in range(0x110000):
-      if 0xD800 <= cp <= 0xDFFF:
-        continue
-      char = chr(cp)
-      if unicodedata.category(char) == "Cn":  # Unassigned: kept as is by every step.
-        continue
-      normalized = _normalized_char(char, do_lower_case)
-      if normalized != char:
-        table[char] = normalized
-    _TABLE_CACHE[do_lower_case] = table
-  return _TABLE_CACHE[do_lower_case]
-
-
-# Characters Google's lower-casing treats by context, so uncased strings holding them go to the
-# Python path: capital sigma (str.lower() picks the final form at the end of a word) and marks
-# that canonical reordering moves (computed below). Lone surrogates cannot be UTF-8 encoded.
-_SURROGATES = "\ud800-\udfff"
-_PYTHON_ONLY = {
-    False: re.compile(f"[{_SURROGATES}]"),
-    True: None,  # Built lazily: scanning Unicode for reordering marks takes a moment.
-}
-
-
-def _python_only_pattern(do_lower_case):
-  if _PYTHON_ONLY[do_lower_case] is None:
-    marks = "".join(chr(cp) for cp in range(0xA0, 0x110000)
-                    if not 0xD800 <= cp <= 0xDFFF and _is_reordering_mark(chr(cp)))
-    _PYTHON_ONLY[do_lower_case] = re.compile(f"[\u03a3{re.escape(marks)}{_SURROGATES}]")
-  return _PYTHON_ONLY[do_lower_case]
-
-
 # Blocks where tensorflow-text's FastBertTokenizer was checked, code point by code point, to
 # agree with Google's algorithm once the exclusions of `_fast_bert_safe` are applied (and
 # tests/test_tokenization.py re-checks every code point of the resulting class). Elsewhere it
@@ -418,10 +392,11 @@ def _python_only_pattern(do_lower_case):
 # lower-casing ("ß" -> "ss"), and uses a newer Unicode version than Python.
 _FAST_BERT_BLOCKS = ((0x00A0, 0x1FFF), (0x2010, 0x205E), (0x3040, 0x30FF), (0xAC00, 0xD7A3),
                      *_CJK_RANGES)
+_HANGUL_SYLLABLES = (0xAC00, 0xD7A3)  # NFD decomposes them algorithmically, without a table.
 
 
-def _fast_bert_safe(char, do_lower_case):
-  """True if FastBertTokenizer treats `char` exactly as Google's algorithm does."""
+def _fast_bert_safe(char, normalized, do_lower_case):
+  """True if FastBertTokenizer treats `char` (normalising to `normalized`) as Google does."""
   cp = ord(char)
   if 0x20 <= cp <= 0x7E or char in "\t\n\r":
     return True
@@ -429,18 +404,70 @@ def _fast_bert_safe(char, do_lower_case):
     return False
   if unicodedata.category(char) in ("Cc", "Cf", "Cn", "Co", "Cs", "Zl", "Zp"):
     return False
-  if unicodedata.normalize("NFKD", char) != unicodedata.normalize("NFD", char):
+  if (unicodedata.decomposition(char) and  # FastBert applies NFKD, Google NFD.
+      unicodedata.normalize("NFKD", char) != unicodedata.normalize("NFD", char)):
     return False
   if cp in (0x115F, 0x1160):  # Hangul fillers: default-ignorable for ICU, letters for Python.
     return False
   if do_lower_case:
     if char.lower() != char.casefold() or cp == 0x3A3 or _is_reordering_mark(char):
       return False
-    # Characters that lower-case/decompose into several (Hangul syllables into jamo) would make
-    # a word longer in characters than in the raw text, defeating the long-word check below.
-    if len(_normalized_char(char, True).strip()) > 1:
+    # A character that normalises into several (Hangul syllables into jamo) would make a word
+    # longer in characters than in the raw text, defeating the raw-text long-word check.
+    if len(normalized.strip()) > 1:
       return False
   return True
+
+
+_CharTables = collections.namedtuple("_CharTables", ["table", "python_only", "fast_bert_class"])
+_CHAR_TABLES_CACHE = {}
+
+
+def _char_tables(do_lower_case):
+  """Scans Unicode once (cached per case mode) and returns a `_CharTables` of
+
+  table: {char: _normalized_char(char)} for every character the normalisation changes;
+  python_only: compiled regex of characters only the Python path handles exactly (capital
+    sigma and reordering marks when lower-casing: str.lower() picks the final sigma by context,
+    NFD reorders marks; lone surrogates always, they cannot be UTF-8 encoded);
+  fast_bert_class: RE2 character class of the characters FastBertTokenizer gets right.
+  """
+  if do_lower_case in _CHAR_TABLES_CACHE:
+    return _CHAR_TABLES_CACHE[do_lower_case]
+  category, decomposition = unicodedata.category, unicodedata.decomposition
+  table, python_only, fast_bert = {}, ["\u03a3"] if do_lower_case else [], []
+  for cp in range(0x110000):
+    if 0xD800 <= cp <= 0xDFFF:
+      continue
+    char = chr(cp)
+    cat = category(char)
+    is_chinese = _is_chinese_char(cp)  # Google's ranges include a few unassigned points.
+    if cat in ("Cn", "Co") and not is_chinese:  # Every step keeps these as they are.
+      continue
+    if is_chinese and not decomposition(char):  # The bulk: ~90k ideographs.
+      table[char] = f" {char} "
+      fast_bert.append(char)
+      continue
+    canonical_decomposition = decomposition(char)[:1] not in ("", "<")
+    # Only these can change; testing first saves most of the scan's time.
+    may_change = (cp < 0x80 or cp == 0xFFFD or cat[0] in "CPZ" or char.isspace() or
+                  is_chinese or (do_lower_case and (cat == "Mn" or char.lower() != char or
+                                      canonical_decomposition or
+                                      _HANGUL_SYLLABLES[0] <= cp <= _HANGUL_SYLLABLES[1])))
+    normalized = _normalized_char(char, do_lower_case) if may_change else char
+    if normalized != char:
+      table[char] = normalized
+    if (do_lower_case and (unicodedata.combining(char) or canonical_decomposition) and
+        _is_reordering_mark(char)):
+      python_only.append(char)
+    if (cp < 0x80 or cp >= 0xA0) and _fast_bert_safe(char, normalized, do_lower_case):
+      fast_bert.append(char)
+  tables = _CharTables(
+      table=table,
+      python_only=re.compile("[" + re.escape("".join(python_only)) + "\ud800-\udfff]"),
+      fast_bert_class=_char_class(fast_bert))
+  _CHAR_TABLES_CACHE[do_lower_case] = tables
+  return tables
 
 
 def _char_class(chars):
@@ -551,7 +578,32 @@ def create_tokenizer(vocab_file=None, spm_model_file=None, do_lower_case=True):
   return FullTokenizer(vocab_file, do_lower_case=do_lower_case)
 
 
-_UNMAPPED = "\x00"  # Lookup default; no table value holds NUL (NUL normalises to "").
+_MAX_CODE_POINT = 0x10FFFF
+
+
+def _code_point_table(table):
+  """Turns {char: str} into a ragged int32 tensor [0x110000, (code points)]: row c holds the
+  code points `chr(c)` normalises to (itself when absent from `table`, none when deleted)."""
+  num_rows = _MAX_CODE_POINT + 1
+  mapped = np.array(sorted(ord(c) for c in table), dtype=np.int64)
+  replacements = "".join(table[chr(cp)] for cp in mapped)
+  replacement_cps = np.frombuffer(replacements.encode("utf-32-le"), dtype=np.uint32)
+  mapped_lengths = np.array([len(table[chr(cp)]) for cp in mapped], dtype=np.int64)
+  lengths = np.ones(num_rows, dtype=np.int64)
+  lengths[mapped] = mapped_lengths
+  row_splits = np.concatenate([[0], np.cumsum(lengths)])
+  is_mapped = np.zeros(num_rows, dtype=bool)
+  is_mapped[mapped] = True
+  mapped_starts = np.zeros(num_rows, dtype=np.int64)
+  mapped_starts[mapped] = np.concatenate([[0], np.cumsum(mapped_lengths)[:-1]])
+  row_of_value = np.repeat(np.arange(num_rows), lengths)
+  offset_in_row = np.arange(row_splits[-1]) - row_splits[row_of_value]
+  values = np.where(
+      is_mapped[row_of_value],
+      replacement_cps[np.minimum(mapped_starts[row_of_value] + offset_in_row,
+                                 len(replacement_cps) - 1)],
+      row_of_value).astype(np.int32)
+  return tf.RaggedTensor.from_row_splits(values, row_splits, validate=False)
 
 
 class FastWordpieceIds(tf.Module):
@@ -566,7 +618,7 @@ class FastWordpieceIds(tf.Module):
     generated from Google's own functions (`_normalized_char`), whitespace split, the
     long-word [UNK] rule, then FastWordpieceTokenizer on the words.
   The only strings on which the module can differ from Google's algorithm are uncased strings
-  holding a capital sigma or a reordering mark (`_python_only_pattern`) and strings with lone
+  holding a capital sigma or a reordering mark (`_CharTables.python_only`) and strings with lone
   surrogates; `rows_needing_python` finds them and FullTokenizer.tokenize_to_ids sends just
   those to the Python path.
   """
@@ -583,21 +635,20 @@ class FastWordpieceIds(tf.Module):
     self._wordpiece = tf_text.FastWordpieceTokenizer(
         vocab=vocab_list, suffix_indicator="##", max_bytes_per_word=max_bytes_per_word,
         token_out_type=tf.int64, unknown_token=unk_token, no_pretokenization=True)
-    table = _normalization_table(do_lower_case)
-    self._char_table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            tf.constant(list(table.keys())), tf.constant(list(table.values()))),
-        default_value=_UNMAPPED)
-    safe_chars = [chr(cp) for low, high in ((0x09, 0x7E), *_FAST_BERT_BLOCKS)
-                  for cp in range(low, high + 1) if _fast_bert_safe(chr(cp), do_lower_case)]
-    self._fast_bert_pattern = _char_class(safe_chars) + "*"
+    tables = _char_tables(do_lower_case)
+    self._code_point_table = _code_point_table(tables.table)
+    self._fast_bert_pattern = tables.fast_bert_class + "*"
     self._long_word_pattern = f"(?s).*[^ \t\n\r]{{{max_input_chars_per_word + 1}}}.*"
     self._unk_token = unk_token
     self._max_input_chars_per_word = max_input_chars_per_word
-    self._python_only = _python_only_pattern(do_lower_case)
+    self._python_only = tables.python_only
 
   def rows_needing_python(self, texts):
     """Indices (a set) of the texts (list of str) this module cannot tokenize exactly."""
+    # One pass over the distinct characters of the batch settles the usual case (none).
+    distinct_chars = set("".join(texts))
+    if not any(self._python_only.match(char) for char in distinct_chars):
+      return set()
     search = self._python_only.search
     return {i for i, text in enumerate(texts) if search(text)}
 
@@ -617,10 +668,10 @@ class FastWordpieceIds(tf.Module):
   def _exact_ids(self, texts):
     """Google's algorithm in-graph. texts: string [n]. Returns ragged int64 [n, (tokens)]."""
     # Invalid UTF-8 becomes U+FFFD, which the table deletes: Google's decode drops it too.
-    chars = tf.strings.unicode_split(texts, "UTF-8", errors="replace")
-    mapped = self._char_table.lookup(chars.flat_values)
-    mapped = tf.where(tf.equal(mapped, _UNMAPPED), chars.flat_values, mapped)
-    normalized = tf.strings.reduce_join(chars.with_flat_values(mapped), axis=1)
+    code_points = tf.strings.unicode_decode(texts, "UTF-8", errors="replace")  # [n, (chars)]
+    normalized = tf.gather(self._code_point_table, code_points.flat_values)  # [chars, (cps)]
+    normalized = code_points.with_flat_values(normalized).merge_dims(1, 2)  # [n, (cps)]
+    normalized = tf.strings.unicode_encode(normalized, "UTF-8")  # [n]
     words = tf.strings.split(normalized)  # [n, (words)]; the table left only " " as blank.
     too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > (
         self._max_input_chars_per_word)
