@@ -1,0 +1,111 @@
+"""Horovod data parallelism behind one small interface, and a single-process stand-in.
+
+Keras 3 and Horovod 0.28: `hvd.DistributedGradientTape`/`DistributedOptimizer` fail on Keras 3
+variables ("'Variable' object has no attribute 'ref'") and `hvd.broadcast_variables` turns them
+into symbolic tensors inside its tf.function. So gradients are averaged with
+`hvd.grouped_allreduce` inside our own train step, and variables are broadcast eagerly, one by
+one. Horovod is imported only when asked for: `--use_horovod=False` runs without it installed.
+"""
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+
+class SingleProcess:
+  """The world of one process: all-reduce and broadcast are identities."""
+
+  rank = 0
+  size = 1
+  local_rank = 0
+  is_chief = True
+
+  def allreduce_gradients(self, grads: Sequence[tf.Tensor | None]) -> list:
+    return list(grads)
+
+  def broadcast_variables(self, variables: Sequence[tf.Variable]) -> None:
+    del variables
+
+  def average_scalars(self, values: dict) -> dict:
+    return {k: float(v) for k, v in values.items()}
+
+  def sum_scalar(self, value: float) -> float:
+    return float(value)
+
+  def barrier(self) -> None:
+    pass
+
+
+class HorovodWorld:
+  """One rank of a Horovod job (horovodrun or mpirun), with Gloo, MPI, NCCL or RCCL underneath.
+
+  Args:
+    fp16_allreduce: compress gradients to float16 for the all-reduce (NVIDIA's --fp16_allreduce).
+  """
+
+  def __init__(self, fp16_allreduce: bool = False):
+    try:
+      import horovod.tensorflow as hvd  # pylint: disable=import-outside-toplevel
+    except ImportError as e:
+      raise ImportError("--use_horovod=True needs Horovod: run scripts/setup.sh (or drop "
+                        "--use_horovod)") from e
+    self._hvd = hvd
+    hvd.init()
+    self.rank = hvd.rank()
+    self.size = hvd.size()
+    self.local_rank = hvd.local_rank()
+    self.is_chief = self.rank == 0
+    self._compression = hvd.Compression.fp16 if fp16_allreduce else hvd.Compression.none
+    _pin_local_gpu(self.local_rank)
+
+  def allreduce_gradients(self, grads: Sequence[tf.Tensor | None]) -> list:
+    """Averages gradients over ranks in one fused, grouped all-reduce. None stays None."""
+    present = [i for i, g in enumerate(grads) if g is not None]
+    dense = [tf.convert_to_tensor(grads[i]) for i in present]
+    reduced = self._hvd.grouped_allreduce(dense, op=self._hvd.Average,
+                                          compression=self._compression)
+    out = list(grads)
+    for i, g in zip(present, reduced):
+      out[i] = g
+    return out
+
+  def broadcast_variables(self, variables: Sequence[tf.Variable]) -> None:
+    """Copies rank 0's values into every rank's variables, eagerly, variable by variable."""
+    for i, v in enumerate(variables):
+      v.assign(self._hvd.broadcast(tf.convert_to_tensor(v), root_rank=0,
+                                   name=f"broadcast_{i}"))
+
+  def average_scalars(self, values: dict) -> dict:
+    """Averages a dict of float scalars over ranks (every rank must call it together)."""
+    keys = sorted(values)
+    stacked = tf.constant([float(values[k]) for k in keys], tf.float64)
+    averaged = self._hvd.allreduce(stacked, op=self._hvd.Average, name="average_scalars")
+    return dict(zip(keys, np.asarray(averaged).tolist()))
+
+  def sum_scalar(self, value: float) -> float:
+    return float(self._hvd.allreduce(tf.constant(float(value), tf.float64), op=self._hvd.Sum,
+                                     name="sum_scalar"))
+
+  def barrier(self) -> None:
+    self._hvd.allreduce(tf.constant(0.0), name="barrier")
+
+
+def _pin_local_gpu(local_rank: int) -> None:
+  """Each rank sees only its own GPU (when there are GPUs), with memory growth on."""
+  gpus = tf.config.list_physical_devices("GPU")
+  if not gpus:
+    return
+  gpu = gpus[local_rank % len(gpus)]
+  tf.config.experimental.set_memory_growth(gpu, True)
+  tf.config.set_visible_devices(gpu, "GPU")
+  logging.info("local rank %d pinned to %s", local_rank, gpu.name)
+
+
+def make_world(use_horovod: bool, fp16_allreduce: bool = False):
+  """HorovodWorld for --use_horovod=True, else SingleProcess."""
+  if use_horovod:
+    return HorovodWorld(fp16_allreduce=fp16_allreduce)
+  if fp16_allreduce:
+    logging.warning("--fp16_allreduce has no effect without --use_horovod")
+  return SingleProcess()

@@ -1,0 +1,144 @@
+"""tf.data input for pre-training: TFRecords of Google's features, plain or gzip.
+
+Files are sharded by Horovod rank (each rank reads its own files; with fewer files than
+ranks, each rank keeps every size-th record). Reads are interleaved across files and parsed
+in parallel; training input is shuffled with a seed per rank, repeated, batched with
+drop_remainder and prefetched. The order is deterministic for a given seed, so a resumed run
+can skip exactly the batches it already consumed.
+"""
+import glob
+
+import numpy as np
+import tensorflow as tf
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def expand_input_files(patterns: str) -> list[str]:
+  """Comma-separated files or globs -> sorted paths; a pattern matching nothing is an error."""
+  files = []
+  for pattern in filter(None, (p.strip() for p in patterns.split(","))):
+    matches = sorted(tf.io.gfile.glob(pattern)) if any(c in pattern for c in "*?[") else (
+        [pattern] if tf.io.gfile.exists(pattern) else [])
+    if not matches:
+      raise FileNotFoundError(f"--input_file: no file matches {pattern!r}")
+    files.extend(matches)
+  if not files:
+    raise ValueError("--input_file is empty")
+  return files
+
+
+def compression_of(path: str) -> str:
+  """"GZIP" for gzip-compressed TFRecord files (by magic bytes), else ""."""
+  with tf.io.gfile.GFile(path, "rb") as f:
+    return "GZIP" if f.read(2) == _GZIP_MAGIC else ""
+
+
+def pretraining_features(max_seq_length: int, max_predictions_per_seq: int) -> dict:
+  return {
+      "input_ids": tf.io.FixedLenFeature([max_seq_length], tf.int64),
+      "input_mask": tf.io.FixedLenFeature([max_seq_length], tf.int64),
+      "segment_ids": tf.io.FixedLenFeature([max_seq_length], tf.int64),
+      "masked_lm_positions": tf.io.FixedLenFeature([max_predictions_per_seq], tf.int64),
+      "masked_lm_ids": tf.io.FixedLenFeature([max_predictions_per_seq], tf.int64),
+      "masked_lm_weights": tf.io.FixedLenFeature([max_predictions_per_seq], tf.float32),
+      "next_sentence_labels": tf.io.FixedLenFeature([1], tf.int64),
+  }
+
+
+def check_pretraining_files(files: list[str], max_seq_length: int, max_predictions_per_seq: int,
+                            vocab_size: int, records_to_check: int = 100) -> None:
+  """Fails fast, naming the file and record, when the data does not fit the flags or config.
+
+  Reads the first records of every file: feature lengths must equal --max_seq_length and
+  --max_predictions_per_seq, and every id must be below the config's vocab_size (a larger id
+  reads out of the embedding table: NaNs on GPU, as Google's README warns).
+  """
+  expected = {"input_ids": max_seq_length, "input_mask": max_seq_length,
+              "segment_ids": max_seq_length, "masked_lm_positions": max_predictions_per_seq,
+              "masked_lm_ids": max_predictions_per_seq,
+              "masked_lm_weights": max_predictions_per_seq, "next_sentence_labels": 1}
+  for path in files:
+    records = tf.data.TFRecordDataset(path, compression_type=compression_of(path))
+    for index, record in enumerate(records.take(records_to_check)):
+      example = tf.train.Example.FromString(record.numpy())
+      feature = example.features.feature
+      for name, length in expected.items():
+        if name not in feature:
+          raise ValueError(f"{path}: record {index} has no feature {name!r}; expected Google's "
+                           f"pre-training features {sorted(expected)}")
+        values = feature[name].int64_list.value or feature[name].float_list.value
+        if len(values) != length:
+          flag = ("--max_predictions_per_seq" if name.startswith("masked_lm")
+                  else "--max_seq_length" if name != "next_sentence_labels" else None)
+          raise ValueError(f"{path}: record {index}: {name} has length {len(values)}, expected "
+                           f"{length}" + (f" ({flag}={length}); the data was written with "
+                                          f"{flag}={len(values)}" if flag else ""))
+      largest = max(max(feature["input_ids"].int64_list.value),
+                    max(feature["masked_lm_ids"].int64_list.value))
+      if largest >= vocab_size:
+        raise ValueError(f"{path}: record {index} holds token id {largest}, but the model's "
+                         f"vocab_size is {vocab_size}: the data was made with a larger "
+                         "vocabulary than bert_config.json declares")
+
+
+def _parse_fn(max_seq_length, max_predictions_per_seq, vocab_size):
+  spec = pretraining_features(max_seq_length, max_predictions_per_seq)
+
+  def parse(serialized):
+    """serialized: [B] strings -> {name: [B, length]} int32 / float32."""
+    parsed = tf.io.parse_example(serialized, spec)
+    tf.debugging.assert_less(
+        tf.reduce_max(parsed["input_ids"]), tf.constant(vocab_size, tf.int64),
+        message=f"a token id in the input is >= the model's vocab_size {vocab_size}")
+    return {k: tf.cast(v, tf.int32) if v.dtype == tf.int64 else v for k, v in parsed.items()}
+  return parse
+
+
+def pretraining_dataset(files: list[str], batch_size: int, max_seq_length: int,
+                        max_predictions_per_seq: int, vocab_size: int, is_training: bool,
+                        rank: int = 0, num_ranks: int = 1, seed: int = 12345,
+                        shuffle: bool = True, cycle_length: int = 4,
+                        shuffle_buffer: int = 10000) -> tf.data.Dataset:
+  """Batches of pre-training features for one rank.
+
+  Args:
+    files: TFRecord paths (plain or gzip, detected per file).
+    batch_size: sequences per batch on this rank.
+    is_training: repeat forever and (with `shuffle`) shuffle files and records.
+    rank, num_ranks: this rank's shard of the files (or of the records, with fewer files).
+    shuffle: False reads files in order, `batch_size` consecutive records from each in turn.
+  Returns:
+    A dataset of {feature: [batch_size, length]} (int32, masked_lm_weights float32).
+  """
+  files = list(files)
+  record_sharding = len(files) < num_ranks
+  if not record_sharding:
+    files = files[rank::num_ranks]
+  compressions = [compression_of(f) for f in files]
+  dataset = tf.data.Dataset.from_tensor_slices((files, compressions))
+  if is_training:
+    if shuffle:
+      dataset = dataset.shuffle(len(files), seed=seed + rank, reshuffle_each_iteration=True)
+    dataset = dataset.repeat()
+  dataset = dataset.interleave(
+      lambda path, compression: tf.data.TFRecordDataset(path, compression_type=compression),
+      cycle_length=min(cycle_length, len(files)), block_length=None if shuffle else batch_size,
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if record_sharding:
+    dataset = dataset.shard(num_ranks, rank)
+  if is_training and shuffle:
+    dataset = dataset.shuffle(shuffle_buffer, seed=seed + rank)
+  dataset = dataset.batch(batch_size, drop_remainder=is_training)
+  dataset = dataset.map(_parse_fn(max_seq_length, max_predictions_per_seq, vocab_size),
+                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def count_records(files: list[str]) -> int:
+  return int(sum(1 for f in files for _ in tf.data.TFRecordDataset(f, compression_of(f))))
+
+
+def dataset_to_numpy(dataset: tf.data.Dataset, steps: int) -> list[dict]:
+  """The first `steps` elements as numpy (for tests and debugging)."""
+  return [{k: np.asarray(v) for k, v in e.items()} for e in dataset.take(steps)]

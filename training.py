@@ -1,0 +1,267 @@
+"""The training loop every run_* script shares: a Keras 3 model, our optimizers, Horovod.
+
+One optimizer step consumes `num_accumulation_steps` micro-batches in a single `tf.function`:
+forward/backward per micro-batch (XLA-compiled with --use_xla), gradients summed in float32,
+one grouped all-reduce (or one per micro-batch without --allreduce_post_accumulation), then the
+optimizer's unscale -> finite check -> clip -> update. Horovod's ops are not XLA-compilable,
+so only the forward/backward is jit-compiled.
+
+Checkpoints hold the model, the optimizer (slots, iterations, loss scale) and the step, which
+is also the input position: a restart skips the batches already consumed. Only rank 0
+writes; every rank starts from rank 0's state, broadcast after restore.
+"""
+import dataclasses
+import os
+import time
+from typing import Callable
+
+import tensorflow as tf
+from absl import logging
+
+import checkpoints
+import optimization
+
+_POLICIES = {"fp32": "float32", "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}
+# Fault injection for the failure test: "RANK:STEP" makes that rank die at that step.
+FAULT_ENV = "BERT_INJECT_FAULT"
+
+
+def resolve_precision(precision: str, auto_mixed_precision: bool) -> str:
+  """--precision, or fp16 when --auto_mixed_precision is set (NVIDIA's meaning on GPU)."""
+  if precision not in _POLICIES:
+    raise ValueError(f"--precision must be one of {', '.join(_POLICIES)}, got {precision!r}")
+  if auto_mixed_precision:
+    if precision not in ("fp32", "fp16"):
+      raise ValueError(f"--auto_mixed_precision means fp16; it conflicts with "
+                       f"--precision={precision}")
+    return "fp16"
+  return precision
+
+
+def set_precision(precision: str) -> None:
+  """Sets the Keras dtype policy; call before building the model."""
+  import keras  # pylint: disable=import-outside-toplevel
+  keras.mixed_precision.set_global_policy(_POLICIES[precision])
+
+
+@dataclasses.dataclass
+class LoopConfig:
+  """What the loop needs from the flags."""
+  output_dir: str
+  num_train_steps: int
+  num_accumulation_steps: int = 1
+  allreduce_post_accumulation: bool = True
+  use_xla: bool = False
+  log_freq: int = 100
+  save_checkpoints_steps: int = 1000
+  keep_checkpoint_max: int = 5
+  # For throughput logs: sequences per micro-batch on one rank, and tokens per sequence.
+  micro_batch_size: int = 1
+  seq_length: int = 1
+
+
+def stack_micro_batches(dataset: tf.data.Dataset, num_accumulation_steps: int) -> tf.data.Dataset:
+  """Groups micro-batches into one element per optimizer step: each feature [N, B, ...]."""
+  return dataset.batch(num_accumulation_steps, drop_remainder=True)
+
+
+class Trainer:
+  """Runs optimizer steps of `loss_fn` over a dataset, with checkpoints, logs and Horovod.
+
+  Args:
+    model: a built Keras model.
+    optimizer: from optimization.create_optimizer (a loss scale attached for fp16).
+    loss_fn: (model, features, training) -> dict of float32 scalars with "loss".
+    world: distributed.SingleProcess or distributed.HorovodWorld.
+    config: LoopConfig.
+  """
+
+  def __init__(self, model, optimizer, loss_fn: Callable, world, config: LoopConfig):
+    self.model = model
+    self.optimizer = optimizer
+    self.loss_fn = loss_fn
+    self.world = world
+    self.config = config
+    self.variables = list(model.trainable_variables)
+    self.optimizer.build(self.variables)  # slots must exist before a restore
+    self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    self.accumulator = (optimization.GradientAccumulator(self.variables)
+                        if config.num_accumulation_steps > 1 else None)
+    # The accumulator is empty at every step boundary, so it is not part of the checkpoint.
+    self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=self.step)
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, config.output_dir, max_to_keep=config.keep_checkpoint_max)
+    self._forward_backward = tf.function(self._gradients, jit_compile=config.use_xla)
+    self._train_step = tf.function(self._step)
+    self._summary_writer = (tf.summary.create_file_writer(config.output_dir)
+                            if world.is_chief else None)
+
+  # ------------------------------------------------------------------ the step
+
+  def _gradients(self, features):
+    with tf.GradientTape() as tape:
+      metrics = self.loss_fn(self.model, features, training=True)
+      scaled_loss = self.optimizer.scale_loss(metrics["loss"])
+    return tape.gradient(scaled_loss, self.variables), metrics
+
+  def _step(self, stacked_features):
+    """One optimizer step over N stacked micro-batches ({name: [N, B, ...]})."""
+    n = self.config.num_accumulation_steps
+    totals = None
+    for i in range(n):
+      grads, metrics = self._forward_backward({k: v[i] for k, v in stacked_features.items()})
+      if n > 1:
+        if not self.config.allreduce_post_accumulation:
+          grads = self.world.allreduce_gradients(grads)
+        self.accumulator.accumulate(grads)
+      totals = metrics if totals is None else {k: totals[k] + metrics[k] for k in totals}
+    if n > 1:
+      grads = self.accumulator.gradients()
+      if self.config.allreduce_post_accumulation:
+        grads = self.world.allreduce_gradients(grads)
+    else:
+      grads = self.world.allreduce_gradients(grads)
+    self.optimizer.apply(grads, self.variables)
+    if self.accumulator is not None:
+      self.accumulator.reset()
+    self.step.assign_add(1)
+    return {k: v / n for k, v in totals.items()}
+
+  # ------------------------------------------------------------- state
+
+  def restore_or_initialize(self, init_fn: Callable[[], None] | None = None) -> int:
+    """Resumes from the latest checkpoint in output_dir, else runs `init_fn` (e.g. loading
+    --init_checkpoint); on rank 0, then broadcasts rank 0's state. Returns the step."""
+    latest = self.manager.latest_checkpoint
+    if self.world.is_chief:
+      if latest:
+        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        logging.info("Resuming from %s at step %d", latest, int(self.step.numpy()))
+      elif init_fn is not None:
+        init_fn()
+    self.world.broadcast_variables(self._state_variables())
+    return int(self.step.numpy())
+
+  def _state_variables(self):
+    state = list(self.model.variables) + list(self.optimizer.variables) + [self.step]
+    if self.optimizer.loss_scale is not None:
+      state += [self.optimizer.loss_scale.scale, self.optimizer.loss_scale.good_steps]
+    return state
+
+  def save(self) -> None:
+    if self.world.is_chief:
+      path = self.manager.save(checkpoint_number=self.step)
+      logging.info("Saved checkpoint %s", path)
+
+  def export_tf1(self, config) -> str:
+    """Writes output_dir/bert_model.ckpt (Google's names) and bert_config.json, on rank 0."""
+    prefix = os.path.join(self.config.output_dir, "bert_model.ckpt")
+    if self.world.is_chief:
+      checkpoints.write_tf1_checkpoint(checkpoints.model_tensors(self.model), prefix)
+      with open(os.path.join(self.config.output_dir, "bert_config.json"), "w") as f:
+        f.write(config.to_json_string())
+      logging.info("Exported Google TF1 checkpoint %s", prefix)
+    return prefix
+
+  # ------------------------------------------------------------- the loop
+
+  def train(self, dataset: tf.data.Dataset) -> dict:
+    """Trains until num_train_steps. `dataset` yields stacked micro-batches (see
+    stack_micro_batches) from the start of the data: the steps already done are skipped."""
+    cfg = self.config
+    start = int(self.step.numpy())
+    if start >= cfg.num_train_steps:
+      logging.info("Already at step %d of %d: nothing to train", start, cfg.num_train_steps)
+      return {}
+    if start:
+      logging.info("Skipping the %d steps of input already consumed", start)
+    iterator = iter(dataset.skip(start))
+    global_batch = cfg.micro_batch_size * self.world.size * cfg.num_accumulation_steps
+    fault_step = _injected_fault_step(self.world.rank)
+    pending, last = [], {}
+    window_start, window_step = time.perf_counter(), start
+    for step in range(start, cfg.num_train_steps):
+      if step == fault_step:
+        raise RuntimeError(f"{FAULT_ENV}: injected failure on rank {self.world.rank} "
+                           f"at step {step}")
+      try:
+        features = next(iterator)
+      except StopIteration:
+        raise ValueError(f"The input ran out at step {step} of {cfg.num_train_steps}: "
+                         "it must repeat for training") from None
+      pending.append(self._train_step(features))
+      done = step + 1
+      if step == start:
+        # The first step traces and compiles: keep it out of the throughput.
+        pending[-1]["loss"].numpy()
+        window_start, window_step = time.perf_counter(), done
+      if done % cfg.log_freq == 0 or done == cfg.num_train_steps:
+        last = self._log(done, pending, window_start, window_step, global_batch)
+        pending, window_start, window_step = [], time.perf_counter(), done
+      if done % cfg.save_checkpoints_steps == 0 or done == cfg.num_train_steps:
+        self.save()
+    return last
+
+  def _log(self, step, pending, window_start, window_step, global_batch):
+    metrics = {k: sum(float(m[k]) for m in pending) / len(pending) for k in pending[0]}
+    metrics = self.world.average_scalars(metrics)
+    elapsed = time.perf_counter() - window_start
+    steps = step - window_step
+    learning_rate = float(self.optimizer.learning_rate)  # at the next step
+    metrics["learning_rate"] = learning_rate
+    if self.optimizer.loss_scale is not None:
+      metrics["loss_scale"] = float(self.optimizer.loss_scale.scale.numpy())
+    if steps > 0 and elapsed > 0:
+      metrics["sequences_per_sec"] = steps * global_batch / elapsed
+      metrics["tokens_per_sec"] = metrics["sequences_per_sec"] * self.config.seq_length
+      eta = (self.config.num_train_steps - step) * elapsed / steps
+    else:
+      eta = float("nan")
+    if self.world.is_chief:
+      parts = [f"step {step}/{self.config.num_train_steps}"]
+      parts += [f"{k} {v:.4g}" for k, v in metrics.items()]
+      parts.append(f"ETA {_format_seconds(eta)}")
+      logging.info(" | ".join(parts))
+      with self._summary_writer.as_default(step=step):
+        for k, v in metrics.items():
+          tf.summary.scalar(k, v)
+      self._summary_writer.flush()
+    return metrics
+
+  def evaluate(self, dataset: tf.data.Dataset, max_steps: int | None) -> dict:
+    """Averages loss_fn's metrics over up to max_steps batches of `dataset`."""
+    @tf.function(jit_compile=self.config.use_xla)
+    def eval_step(features):
+      return self.loss_fn(self.model, features, training=False)
+
+    totals, count = {}, 0
+    for features in dataset.take(max_steps) if max_steps else dataset:
+      for k, v in eval_step(features).items():
+        totals[k] = totals.get(k, 0.0) + float(v)
+      count += 1
+    if not count:
+      raise ValueError("The eval input is empty")
+    return {k: v / count for k, v in totals.items()}
+
+
+def write_results(path: str, results: dict) -> None:
+  """Google's eval_results.txt: sorted `key = value` lines."""
+  with tf.io.gfile.GFile(path, "w") as f:
+    for key in sorted(results):
+      f.write(f"{key} = {results[key]}\n")
+
+
+def _injected_fault_step(rank: int) -> int | None:
+  spec = os.environ.get(FAULT_ENV)
+  if not spec:
+    return None
+  fault_rank, fault_step = (int(x) for x in spec.split(":"))
+  return fault_step if fault_rank == rank else None
+
+
+def _format_seconds(seconds: float) -> str:
+  if seconds != seconds:  # NaN
+    return "?"
+  minutes, secs = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f"{hours}:{minutes:02d}:{secs:02d}"
