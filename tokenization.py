@@ -517,12 +517,14 @@ class SentencePieceTokenizer:
                        "[MASK]); learn one with learn_vocab.py --model_type=sentencepiece.")
     self._tf_module = None
 
+  @staticmethod
+  def lower_case_keeping_special_tokens(text):
+    """str.lower(), except that special tokens written in the text stay special."""
+    return _LOWERED_SPECIAL.sub(lambda match: match.group(0).upper(), text.lower())
+
   def _prepare(self, text):
     text = convert_to_unicode(text)
-    if not self.do_lower_case:
-      return text
-    # Special tokens written in the text stay special: lower everything, then restore them.
-    return _LOWERED_SPECIAL.sub(lambda match: match.group(0).upper(), text.lower())
+    return self.lower_case_keeping_special_tokens(text) if self.do_lower_case else text
 
   def tokenize(self, text):
     """Returns the pieces (list of str) of one text; unknown pieces are `[UNK]`."""
