@@ -42,3 +42,15 @@ def minilm_dir() -> pathlib.Path:
 def uncased_vocab(minilm_dir) -> pathlib.Path:
   """The bert-base-uncased vocab.txt shipped with MiniLM."""
   return minilm_dir / "vocab.txt"
+
+
+@pytest.fixture(scope="session")
+def converted_minilm(minilm_dir, tmp_path_factory) -> pathlib.Path:
+  """MiniLM converted once per session by convert_checkpoint.py (HF folder -> Google TF1):
+  a folder with bert_config.json, bert_model.ckpt.* and vocab.txt."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  output_dir = tmp_path_factory.mktemp("converted_minilm")
+  subprocess.run([sys.executable, str(REPO / "convert_checkpoint.py"), f"--input={minilm_dir}",
+                  f"--output_dir={output_dir}"], check=True, cwd=REPO, capture_output=True)
+  return output_dir
