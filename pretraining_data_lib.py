@@ -110,8 +110,11 @@ class _TokenIdCache(dict):
     self._wordpiece = wordpiece
 
   def __missing__(self, token):
-    ids = self[token] = tuple(itertools.chain.from_iterable(
-        map(self._wordpiece, _ASCII_WORD_ONLY.findall(token))))
+    if token.isalnum():  # No punctuation: the token is one word.
+      ids = self[token] = self._wordpiece(token)
+    else:
+      ids = self[token] = tuple(itertools.chain.from_iterable(
+          map(self._wordpiece, _ASCII_WORD_ONLY.findall(token))))
     return ids
 
 
@@ -188,10 +191,11 @@ class WordPieceIds:
     if len(self._word_ids) + len(self._token_ids) > _WORD_CACHE_LIMIT:
       self._word_ids = {}
       self._token_ids = _TokenIdCache(self._cached_wordpiece)
-    is_ascii = [line.isascii() for line in lines]
-    all_ascii = all(is_ascii)
-    text = "\n".join(lines if all_ascii else
-                     (line if ascii_line else "" for line, ascii_line in zip(lines, is_ascii)))
+    text = "\n".join(lines)
+    all_ascii = text.isascii()
+    if not all_ascii:
+      is_ascii = [line.isascii() for line in lines]
+      text = "\n".join(line if ascii_line else "" for line, ascii_line in zip(lines, is_ascii))
     if self.do_lower_case:
       text = text.lower()
     if _ASCII_CONTROL.search(text):
@@ -560,18 +564,17 @@ def mask_batch(input_ids: np.ndarray, lengths: np.ndarray, config: MaskingConfig
   keys = rng.random((num_rows, seq_length))
   if config.continues_word is not None:
     chosen = _choose_whole_words(candidates, input_ids, keys, budget, config)
+    # Chosen positions in increasing order, padded with seq_length (sorted last).
+    padded = np.sort(np.where(chosen, position, seq_length), axis=1)[:, :max_predictions]
   else:
     keys = np.where(candidates, keys, 2.0)
     kept = min(max_predictions, seq_length)
     smallest = np.argpartition(keys, kept - 1, axis=1)[:, :kept]
     rank = np.argsort(np.take_along_axis(keys, smallest, axis=1), axis=1)
     ordered = np.take_along_axis(smallest, rank, axis=1)
-    chosen = np.zeros((num_rows, seq_length), dtype=bool)
+    # The first `budget` positions in key order are the chosen ones; sorted, then padding.
     take = np.arange(kept)[None, :] < budget[:, None]
-    np.put_along_axis(chosen, np.where(take, ordered, ordered[:, :1]), True, axis=1)
-    chosen &= candidates  # Rows with budget 0 (no candidates) set nothing.
-  # Chosen positions in increasing order, padded with seq_length (sorted last).
-  padded = np.sort(np.where(chosen, position, seq_length), axis=1)[:, :max_predictions]
+    padded = np.sort(np.where(take, ordered, seq_length), axis=1)
   if padded.shape[1] < max_predictions:
     padded = np.pad(padded, ((0, 0), (0, max_predictions - padded.shape[1])),
                     constant_values=seq_length)

@@ -13,6 +13,7 @@ The last line is `speedup_vs_reference=X peak_rss_mb=Y` (Y: our run).
 import argparse
 import os
 import pathlib
+import resource
 import subprocess
 import sys
 import tempfile
@@ -47,8 +48,15 @@ def _tree_rss_bytes(pid: int) -> int:
   return total
 
 
-def run_measured(command: list[str]) -> tuple[float, int, str]:
-  """Runs `command`; returns (wall seconds, peak tree RSS in bytes, stderr)."""
+def _children_cpu_seconds() -> float:
+  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return usage.ru_utime + usage.ru_stime
+
+
+def run_measured(command: list[str]) -> tuple[float, float, int]:
+  """Runs `command`; returns (wall seconds, CPU seconds of it and its children, peak tree RSS
+  in bytes)."""
+  cpu_before = _children_cpu_seconds()
   start = time.perf_counter()
   process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
@@ -66,7 +74,7 @@ def run_measured(command: list[str]) -> tuple[float, int, str]:
   sampler.join()
   if process.returncode:
     raise RuntimeError(f"{command[:3]} failed:\n{stderr[-3000:]}")
-  return seconds, peak[0], stderr
+  return seconds, _children_cpu_seconds() - cpu_before, peak[0]
 
 
 def count_records(paths) -> int:
@@ -100,11 +108,11 @@ def main():
 
     ours_output = pathlib.Path(tmp) / "ours.tfrecord"
     ours_flags = [f"--{k}={v}" for k, v in FLAGS.items()]
-    seconds, rss, _ = run_measured([
+    seconds, cpu, rss = run_measured([
         sys.executable, str(REPO / "create_pretraining_data.py"), f"--input_file={corpus}",
         f"--output_file={ours_output}", f"--vocab_file={vocab_file}",
         f"--num_workers={args.num_workers}"] + ours_flags)
-    ours = ("ours", count_records([ours_output]), seconds, rss)
+    ours = (f"ours, {args.num_workers} workers", count_records([ours_output]), seconds, cpu, rss)
     rows.append(ours)
 
     if not args.skip_reference:
@@ -112,18 +120,21 @@ def main():
       code = ("import sys; sys.path.insert(0, 'bench'); sys.path.insert(0, '.');"
               "import reference_pretraining_data as r;"
               f"r.run([{str(corpus)!r}], [{str(reference_output)!r}], {vocab_file!r}, **{FLAGS!r})")
-      seconds, rss, _ = run_measured([sys.executable, "-c", code])
+      seconds, cpu, rss = run_measured([sys.executable, "-c", code])
       rows.append(("reference (Google's algorithm, plain)", count_records([reference_output]),
-                   seconds, rss))
+                   seconds, cpu, rss))
 
-  print(f"{'run':40s} {'instances':>10s} {'seconds':>8s} {'inst/s':>9s} {'peak RSS MB':>12s}")
-  for name, instances, seconds, rss in rows:
-    print(f"{name:40s} {instances:10d} {seconds:8.2f} {instances / seconds:9.0f} "
-          f"{rss / 2**20:12.0f}")
+  # CPU seconds (user + system, workers included) show the work done independently of other
+  # load on the machine; wall seconds are what the speedup is computed from.
+  print(f"{'run':40s} {'instances':>10s} {'wall s':>8s} {'inst/s':>9s} {'CPU s':>8s} "
+        f"{'inst/CPU-s':>11s} {'peak RSS MB':>12s}")
+  for name, instances, seconds, cpu, rss in rows:
+    print(f"{name:40s} {instances:10d} {seconds:8.2f} {instances / seconds:9.0f} {cpu:8.2f} "
+          f"{instances / cpu:11.0f} {rss / 2**20:12.0f}")
   speedup = float("nan")
   if len(rows) == 2:
     speedup = (ours[1] / ours[2]) / (rows[1][1] / rows[1][2])
-  print(f"speedup_vs_reference={speedup:.1f} peak_rss_mb={ours[3] / 2**20:.0f}")
+  print(f"speedup_vs_reference={speedup:.1f} peak_rss_mb={ours[4] / 2**20:.0f}")
 
 
 if __name__ == "__main__":
