@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Pre-trains MODEL on the sample corpus on NP AMD GPUs under mpirun (Horovod, RCCL) in the ROCm image
+# (docker/Dockerfile.rocm) and prints the throughput: builds the image (or pulls IMAGE with
+# PULL=1), then runs scripts/pretrain_sample.sh in a container with this repository mounted.
+#
+# Usage: scripts/run_model_in_rocm_hvd_docker.sh [--dry-run]
+#   --dry-run  print the docker commands and the training commands run inside; run nothing.
+set -euo pipefail
+
+# Settings; each can be overridden from the environment.
+MODEL="${MODEL:-bert_base}"     # configs/$MODEL.json: bert_tiny ... bert_base, bert_large
+SEQ="${SEQ:-128}"               # max_seq_length
+BATCH="${BATCH:-32}"            # sequences per GPU per step
+STEPS="${STEPS:-100}"           # optimizer steps; the first one compiles and is not timed
+PRECISION="${PRECISION:-fp16}"  # fp32, fp16 or bf16
+XLA="${XLA:-1}"                 # 1: --use_xla
+NP="${NP:-8}"                   # GPUs, one rank each
+LAUNCHER="${LAUNCHER:-mpirun}"  # or horovodrun
+IMAGE="${IMAGE:-bert-tf2:rocm}"
+PULL="${PULL:-0}"               # 1: docker pull $IMAGE instead of building it
+SHM_SIZE="${SHM_SIZE:-16G}"     # /dev/shm for the data pipeline and RCCL
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+source "$repo/scripts/lib.sh"
+# shellcheck source=scripts/docker_lib.sh
+source "$repo/scripts/docker_lib.sh"
+parse_dry_run "usage: $0 [--dry-run]  (settings by environment, see the header)" "$@"
+
+DEVICE_FLAGS=(--device=/dev/kfd --device=/dev/dri --group-add video --ipc=host
+              --shm-size="$SHM_SIZE" --security-opt seccomp=unconfined)
+docker_pretrain rocm
