@@ -69,3 +69,47 @@ horovod_launcher() {
        exit 2 ;;
   esac
 }
+
+# pretraining_args: fills the array PRETRAIN_ARGS with run_pretraining.py and its flags from
+# the variables BERT_CONFIG INPUT_FILE OUTPUT_DIR (required) and SEQ MAX_PRED BATCH ACCUM STEPS
+# WARMUP LR OPTIMIZER PRECISION XLA USE_HOROVOD PYTHON, for the real-data launchers
+# (multinode, SLURM, two-phase). Flags after them come from the array EXTRA_FLAGS.
+# shellcheck disable=SC2034  # PRETRAIN_ARGS is this function's output
+pretraining_args() {
+  local name
+  for name in BERT_CONFIG INPUT_FILE OUTPUT_DIR; do
+    if [[ -z "${!name:-}" ]]; then
+      echo "$(basename "$0"): set $name (see the header of $0)" >&2
+      exit 2
+    fi
+  done
+  for name in SEQ MAX_PRED BATCH ACCUM STEPS; do require_positive_int "$name" "${!name}"; done
+  local use_xla
+  case "$XLA" in 0) use_xla=False ;; 1) use_xla=True ;; *)
+    echo "$(basename "$0"): XLA must be 0 or 1, got '$XLA'" >&2; exit 2 ;;
+  esac
+  PRETRAIN_ARGS=("$PYTHON" run_pretraining.py --bert_config_file="$BERT_CONFIG"
+    --input_file="$INPUT_FILE" --output_dir="$OUTPUT_DIR" --do_train=True
+    --max_seq_length="$SEQ" --max_predictions_per_seq="$MAX_PRED" --train_batch_size="$BATCH"
+    --num_accumulation_steps="$ACCUM" --num_train_steps="$STEPS" --num_warmup_steps="$WARMUP"
+    --learning_rate="$LR" --optimizer_type="$OPTIMIZER" --precision="$PRECISION"
+    --use_xla="$use_xla" --use_horovod="$USE_HOROVOD" ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"})
+}
+
+# parse_launcher_args USAGE "$@": --dry-run, -h, and run_pretraining.py flags after "--"
+# (into the array EXTRA_FLAGS).
+EXTRA_FLAGS=()
+parse_launcher_args() {
+  local usage="$1"
+  shift
+  while (( $# )); do
+    case "$1" in
+      --dry-run) DRY_RUN=1 ;;
+      -h|--help) echo "$usage"; exit 0 ;;
+      --) shift; EXTRA_FLAGS=("$@"); return ;;
+      *) echo "$(basename "$0"): unknown argument '$1' (run_pretraining.py flags go after --)" >&2
+         echo "$usage" >&2; exit 2 ;;
+    esac
+    shift
+  done
+}

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Pre-trains BERT across hosts: one Horovod rank per GPU, started by Open MPI's mpirun.
+# Run it on the first host; every host needs the repository and PYTHON at the same paths
+# (a shared filesystem, or the Docker images) and passwordless ssh between hosts.
+#
+# Usage: HOSTFILE=hosts.txt BERT_CONFIG=configs/bert_base.json INPUT_FILE='data/*.tfrecord' \
+#          OUTPUT_DIR=/shared/out scripts/run_pretraining_multinode.sh [--dry-run] [-- FLAGS]
+#   --dry-run  print the mpirun command; run nothing.
+#   FLAGS      more run_pretraining.py flags, e.g. -- --save_checkpoints_steps=500
+#
+# Environment [default]:
+#   HOSTFILE        Open MPI hostfile, one host per line ("node1 slots=8"); or HOSTS instead
+#   HOSTS           comma-separated host names, e.g. node1,node2
+#   SLOTS_PER_HOST  ranks (GPUs) per host [8]
+#   NETWORK         ucx (InfiniBand/RoCE: -mca pml ucx) or tcp (-mca pml ob1 -mca btl tcp,self)
+#                   [ucx]
+#   BERT_CONFIG INPUT_FILE OUTPUT_DIR   required: run_pretraining.py's --bert_config_file,
+#                   --input_file (comma-separated globs), --output_dir
+#   SEQ [128]  MAX_PRED [20]  BATCH per rank [32]  ACCUM [1]  STEPS [1000000]  WARMUP [10000]
+#   LR [1e-4]  OPTIMIZER adam|lamb|nadam|nlamb [adam]  PRECISION fp32|fp16|bf16 [fp16]  XLA [1]
+#                   (Google's BERT-base recipe: global batch 256 = 8 ranks x 32)
+#   PYTHON          the interpreter on every host [python]
+# Every NCCL_*, UCX_*, HOROVOD_* and TensorFlow (TF_CPP_*, TF_XLA_*, TF_GPU_*, TF_FORCE_*,
+# TF_ENABLE_*, TF_NUM_*) variable set here is passed to all ranks (-x), with
+# PATH, LD_LIBRARY_PATH and PYTHONPATH, e.g. NCCL_SOCKET_IFNAME=ib0 NCCL_IB_HCA=mlx5.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+source "$repo/scripts/lib.sh"
+parse_launcher_args "usage: $0 [--dry-run] [-- run_pretraining.py flags]  (see the header)" "$@"
+cd "$repo"
+
+SLOTS_PER_HOST="${SLOTS_PER_HOST:-8}"
+NETWORK="${NETWORK:-ucx}"
+SEQ="${SEQ:-128}"
+MAX_PRED="${MAX_PRED:-20}"
+BATCH="${BATCH:-32}"
+ACCUM="${ACCUM:-1}"
+STEPS="${STEPS:-1000000}"
+WARMUP="${WARMUP:-10000}"
+LR="${LR:-1e-4}"
+OPTIMIZER="${OPTIMIZER:-adam}"
+PRECISION="${PRECISION:-fp16}"
+XLA="${XLA:-1}"
+PYTHON="${PYTHON:-python}"
+USE_HOROVOD=True
+require_positive_int SLOTS_PER_HOST "$SLOTS_PER_HOST"
+
+# Hosts: from HOSTFILE (comments and blank lines skipped) or HOSTS.
+if [[ -n "${HOSTFILE:-}" ]]; then
+  if [[ ! -f "$HOSTFILE" ]]; then echo "$0: HOSTFILE=$HOSTFILE does not exist" >&2; exit 2; fi
+  num_hosts="$(grep -cEv '^[[:space:]]*(#|$)' "$HOSTFILE" || true)"
+  hosts_flags=(--hostfile "$HOSTFILE")
+elif [[ -n "${HOSTS:-}" ]]; then
+  IFS=, read -r -a host_list <<< "$HOSTS"
+  num_hosts="${#host_list[@]}"
+  hosts_flags=(-H "$(printf "%s:$SLOTS_PER_HOST," "${host_list[@]}" | sed 's/,$//')")
+else
+  echo "$0: set HOSTFILE (Open MPI hostfile) or HOSTS (comma-separated hosts)" >&2
+  exit 2
+fi
+if (( num_hosts < 1 )); then echo "$0: no host in ${HOSTFILE:-HOSTS}" >&2; exit 2; fi
+np=$(( num_hosts * SLOTS_PER_HOST ))
+
+case "$NETWORK" in
+  ucx) network_flags=(-mca pml ucx -mca btl ^openib) ;;
+  tcp) network_flags=(-mca pml ob1 -mca btl "tcp,self") ;;
+  *) echo "$0: NETWORK must be ucx or tcp, got '$NETWORK'" >&2; exit 2 ;;
+esac
+env_flags=(-x PATH -x LD_LIBRARY_PATH -x PYTHONPATH)
+while IFS= read -r name; do
+  env_flags+=(-x "$name")
+done < <(compgen -e | grep -E '^(NCCL|UCX|HOROVOD)_|^TF_(CPP|XLA|GPU|FORCE|ENABLE|NUM)_' | sort)
+
+pretraining_args
+launch=(mpirun -np "$np" "${hosts_flags[@]}" -map-by "ppr:$SLOTS_PER_HOST:node" -bind-to none
+        "${network_flags[@]}" "${env_flags[@]}")
+run_or_print "${launch[@]}" "${PRETRAIN_ARGS[@]}"
