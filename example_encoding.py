@@ -106,9 +106,12 @@ def frame_tfrecords(flat: np.ndarray, lengths: np.ndarray) -> tuple[bytes, np.nd
   ends = np.cumsum(lengths)
   starts = ends - lengths
   width = int(-(-lengths.max(initial=0) // 4) * 4)
-  # Zeros inserted before each record make rows of equal width, records right-aligned.
-  aligned = np.insert(flat, np.repeat(starts, width - lengths), np.uint8(0))
-  data_crc = mask_crc(crc32c_rows(aligned.reshape(num_rows, width), lengths))
+  # Rows of equal width, each record right-aligned after zeros. Row-by-row slice copies
+  # (memcpys) beat np.insert and byte-level scatters here.
+  aligned = np.zeros((num_rows, width), dtype=np.uint8)
+  for row, (start, end) in enumerate(zip(starts.tolist(), ends.tolist())):
+    aligned[row, width - (end - start):] = flat[start:end]
+  data_crc = mask_crc(crc32c_rows(aligned, lengths))
   length_bytes = lengths.astype("<u8").view(np.uint8).reshape(num_rows, 8)
   length_crc = mask_crc(crc32c_rows(length_bytes, np.full(num_rows, 8)))
   header = np.concatenate(
@@ -215,7 +218,8 @@ def encode_examples(features: list[tuple[str, np.ndarray]]) -> tuple[np.ndarray,
     (flat uint8 [total], lengths int64 [N]): the serialised examples back to back.
   """
   grid, valid = _example_grid(features)
-  return grid[valid], valid.sum(axis=1, dtype=np.int64)
+  # np.compress on flat arrays is ~2x faster than boolean indexing grid[valid].
+  return np.compress(valid.ravel(), grid.ravel()), valid.sum(axis=1, dtype=np.int64)
 
 
 def _encode_varint(value: int) -> bytes:

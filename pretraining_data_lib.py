@@ -55,14 +55,16 @@ def load_vocab(vocab_file: str) -> dict[str, int]:
   Raises:
     ValueError when a token appears twice (as tokenization.load_vocab does).
   """
-  vocab = {}
   with open(vocab_file, "r", encoding="utf-8") as reader:
-    for index, line in enumerate(reader):
-      token = line.strip()
-      if token in vocab and token:
+    tokens = [line.strip() for line in reader]
+  vocab = {token: index for index, token in enumerate(tokens)}
+  if len(vocab) != len(tokens):  # Find the first repeated token to name it.
+    seen = {}
+    for index, token in enumerate(tokens):
+      if token in seen and token:
         raise ValueError(f"{vocab_file}:{index + 1}: token {token!r} already appeared on line "
-                         f"{vocab[token] + 1}; a vocab file needs one distinct token per line.")
-      vocab[token] = index
+                         f"{seen[token] + 1}; a vocab file needs one distinct token per line.")
+      seen[token] = index
   return vocab
 
 

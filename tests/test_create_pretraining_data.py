@@ -394,3 +394,55 @@ def test_missing_input_glob_names_the_pattern(tmp_path):
   with pytest.raises(ValueError, match=r"nothing-\*\.txt.* matches no file"):
     cpd.expand_input_files(f"{existing},{pattern}")
   assert cpd.expand_input_files(str(tmp_path / "*.txt")) == [str(existing)]
+
+
+# ----------------------------------------------------------------------------------------------
+# The command line.
+
+
+def test_command_line_progress_summary_and_sentencepiece(tf, tmp_path, repo_dir, uncased_vocab,
+                                                         documents):
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sentencepiece  # pylint: disable=import-outside-toplevel
+  corpus = write_corpus(tmp_path / "corpus.txt", documents[:30])
+  outputs = [tmp_path / "a.tfrecord", tmp_path / "b.tfrecord"]
+  command = [sys.executable, str(repo_dir / "create_pretraining_data.py"),
+             f"--input_file={tmp_path}/corpus*.txt", f"--output_file={outputs[0]},{outputs[1]}",
+             f"--vocab_file={uncased_vocab}", f"--max_seq_length={SEQ}",
+             f"--max_predictions_per_seq={PRED}", "--dupe_factor=2", "--num_workers=2",
+             "--progress_seconds=0", "--chunk_bytes=8192"]
+  result = subprocess.run(command, capture_output=True, text=True, check=True)
+  assert "documents (" in result.stderr and "instances (" in result.stderr and "ETA" in result.stderr
+  assert "masked ratio" in result.stderr and "NSP random-next ratio" in result.stderr
+  spec = google_feature_spec(tf)
+  counts = [len(read_records(tf, [p], spec)["input_ids"]) for p in outputs]
+  assert abs(counts[0] - counts[1]) <= 1 and f"Wrote {sum(counts)} instances" in result.stderr
+
+  prefix = tmp_path / "sp"
+  sentencepiece.SentencePieceTrainer.train(
+      sentence_iterator=iter([s for doc in documents[:200] for s in doc]),
+      model_prefix=str(prefix), vocab_size=600, pad_id=0, unk_id=1, bos_id=-1, eos_id=-1,
+      pad_piece="[PAD]", unk_piece="[UNK]", user_defined_symbols=["[CLS]", "[SEP]", "[MASK]"],
+      minloglevel=2, num_threads=1)
+  spm_output = tmp_path / "spm.tfrecord"
+  encoder, vocab, source = cpd.make_encoder_and_vocab(spm_model_file=f"{prefix}.model")
+  masking = cpd.masking_config(vocab, source, 0.15, PRED, SEQ, do_whole_word_mask=True,
+                               is_sentencepiece=True)
+  config = lib.InstanceConfig(max_seq_length=SEQ, short_seq_prob=0.1, dupe_factor=1,
+                              random_seed=1, masking=masking)
+  cpd.create_pretraining_data([str(corpus)], [str(spm_output)], encoder, config)
+  got = read_records(tf, [spm_output], spec)
+  assert len(got["input_ids"]) > 20
+  assert got["input_ids"].max() < 600 and (got["input_ids"][:, 0] == 2).all()  # [CLS] is id 2.
+  assert (got["masked_lm_weights"].sum(1) >= 1).all()
+  # Whole-word masking over pieces: a piece without the word-start mark is masked only
+  # together with the piece before it.
+  continues = masking.continues_word
+  for ids, positions, labels, weights in zip(got["input_ids"], got["masked_lm_positions"],
+                                             got["masked_lm_ids"], got["masked_lm_weights"]):
+    masked = set(positions[weights > 0].tolist())
+    for position, label in zip(positions[weights > 0], labels[weights > 0]):
+      previous = position - 1
+      while ids[previous] == 3:  # [SEP]
+        previous -= 1
+      assert not continues[label] or previous == 0 or previous in masked
