@@ -295,3 +295,21 @@ def test_pretrain_sample_trains_on_cpu(tmp_path):
   assert float(values["tokens_per_sec"]) == pytest.approx(
       32 * float(values["sequences_per_sec"]), rel=2e-3)  # both logged to 4 significant digits
   assert (tmp_path / "model" / "bert_model.ckpt.index").exists()
+
+
+# ---------------------------------------------------------------- configs/README.md
+
+def test_count_params_matches_closed_form_and_readme():
+  """scripts/count_params.py counts the built model; check it against BERT's closed form."""
+  sys.path.insert(0, str(SCRIPTS))
+  import count_params  # pylint: disable=import-outside-toplevel
+  row = count_params.config_row(str(REPO / "configs" / "bert_tiny.json"))
+  v, p, t, h, i, layers = 30522, 512, 2, 128, 512, 2
+  embeddings = (v + p + t) * h + 2 * h
+  layer = 4 * (h * h + h) + (h * i + i) + (i * h + h) + 2 * 2 * h
+  pooler = h * h + h
+  encoder = embeddings + layers * layer + pooler
+  heads = (h * h + h) + 2 * h + v + (2 * h + 2)  # MLM transform, LayerNorm, bias; NSP
+  assert (row["encoder"], row["pretraining"]) == (encoder, encoder + heads)
+  readme = (REPO / "configs" / "README.md").read_text()
+  assert count_params.markdown_table([row]).splitlines()[-1] in readme
