@@ -134,6 +134,8 @@ def masking_config(vocab: dict[str, int], vocab_source: str, masked_lm_prob: flo
   if max_seq_length < 5:
     raise ValueError(f"--max_seq_length={max_seq_length}: need at least 5 "
                      "([CLS] A [SEP] B [SEP]).")
+  if max_predictions_per_seq < 1:
+    raise ValueError(f"--max_predictions_per_seq={max_predictions_per_seq}: expected >= 1.")
   if not 0.0 < masked_lm_prob < 1.0:
     raise ValueError(f"--masked_lm_prob={masked_lm_prob}: expected a probability in (0, 1).")
   implied = max(1, round(max_seq_length * masked_lm_prob))  # Google's count, full sequence.
@@ -174,10 +176,15 @@ class RoundRobinWriter:
     for path in output_files:
       if os.path.dirname(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-    # Level 6 is zlib's default, which TFRecordOptions("GZIP") also uses.
-    self._files = [gzip.open(p, "wb", compresslevel=6) if use_gzip else open(p, "wb")
-                   for p in output_files]
+    self._raw_files = [open(p, "wb") for p in output_files]
+    self._files = ([self._gzip(f) for f in self._raw_files] if use_gzip else self._raw_files)
     self._next = 0  # Index of the file that gets the next record.
+
+  @staticmethod
+  def _gzip(raw_file):
+    # No file name and mtime 0 in the header, so equal runs give equal bytes. Level 6 is
+    # zlib's default, which TFRecordOptions("GZIP") also uses.
+    return gzip.GzipFile(filename="", mode="wb", compresslevel=6, fileobj=raw_file, mtime=0)
 
   def write(self, records: bytes, record_lengths: np.ndarray):
     num_files = len(self._files)
@@ -195,6 +202,8 @@ class RoundRobinWriter:
 
   def close(self):
     for f in self._files:
+      f.close()
+    for f in self._raw_files:  # GzipFile leaves a file object it was given open.
       f.close()
 
 
