@@ -15,7 +15,8 @@ See pretraining_data_lib.py for the algorithm and where it differs from Google's
 
 Example (a large corpus, 4 output shards, all cores):
   python create_pretraining_data.py --input_file='corpus/part-*.txt' \
-    --output_file=out/train-0.tfrecord,out/train-1.tfrecord,out/train-2.tfrecord,out/train-3.tfrecord \
+    --output_file=out/train-0.tfrecord,out/train-1.tfrecord,out/train-2.tfrecord,\
+out/train-3.tfrecord \
     --vocab_file=vocab.txt --do_lower_case=True --max_seq_length=128 \
     --max_predictions_per_seq=20 --masked_lm_prob=0.15 --dupe_factor=5 --num_workers=0
 """
@@ -33,6 +34,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+import bulk_tokenization
 import pretraining_data_lib as lib
 
 FLAGS = flags.FLAGS
@@ -112,11 +114,11 @@ def make_encoder_and_vocab(vocab_file=None, spm_model_file=None, do_lower_case=T
   if spm_model_file:
     import tokenization  # pylint: disable=import-outside-toplevel  # Imports TensorFlow.
     tokenizer = tokenization.SentencePieceTokenizer(spm_model_file, do_lower_case=do_lower_case)
-    return lib.BatchTokenizerIds(tokenizer), tokenizer.vocab, spm_model_file
+    return bulk_tokenization.BatchTokenizerIds(tokenizer), tokenizer.vocab, spm_model_file
   if not vocab_file:
     raise ValueError("Pass --vocab_file (WordPiece) or --spm_model_file (SentencePiece).")
-  vocab = lib.load_vocab(vocab_file)
-  return lib.WordPieceIds(vocab, do_lower_case), vocab, vocab_file
+  vocab = bulk_tokenization.load_vocab(vocab_file)
+  return bulk_tokenization.WordPieceIds(vocab, do_lower_case), vocab, vocab_file
 
 
 def masking_config(vocab: dict[str, int], vocab_source: str, masked_lm_prob: float,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import create_pretraining_data as cpd
+import bulk_tokenization
 import example_encoding
 import pretraining_data_lib as lib
 
@@ -42,7 +43,7 @@ def write_corpus(path, docs):
 
 @pytest.fixture(scope="module")
 def vocab(uncased_vocab):
-  return lib.load_vocab(str(uncased_vocab))
+  return bulk_tokenization.load_vocab(str(uncased_vocab))
 
 
 def make_config(vocab, seq=SEQ, pred=PRED, dupe=2, seed=12345, whole_word=False, masking=True,
@@ -53,7 +54,7 @@ def make_config(vocab, seq=SEQ, pred=PRED, dupe=2, seed=12345, whole_word=False,
 
 
 def run(vocab, inputs, outputs, workers=1, use_gzip=False, chunk_bytes=1 << 15, **kwargs):
-  encoder = lib.WordPieceIds(vocab, do_lower_case=True)
+  encoder = bulk_tokenization.WordPieceIds(vocab, do_lower_case=True)
   return cpd.create_pretraining_data([str(p) for p in inputs], [str(p) for p in outputs],
                                      encoder, make_config(vocab, **kwargs), workers, use_gzip,
                                      chunk_bytes)
@@ -92,7 +93,9 @@ def test_wordpiece_ids_match_full_tokenizer(uncased_vocab, documents):
   lines = [s for doc in documents[:150] for s in doc] + fuzz + ["", "a\x00b\tc\rd"]
   for lower in (True, False):
     tokenizer = tokenization.FullTokenizer(str(uncased_vocab), do_lower_case=lower)
-    ids, counts = lib.WordPieceIds(lib.load_vocab(str(uncased_vocab)), lower).encode_lines(lines)
+    encoder = bulk_tokenization.WordPieceIds(bulk_tokenization.load_vocab(str(uncased_vocab)),
+                                             lower)
+    ids, counts = encoder.encode_lines(lines)
     assert counts.sum() == len(ids)
     for line, got in zip(lines, np.split(ids, np.cumsum(counts)[:-1])):
       assert got.tolist() == tokenizer.convert_tokens_to_ids(tokenizer.tokenize(line)), line
@@ -252,7 +255,7 @@ def test_distributions_match_google_reference(tmp_path, vocab, documents):
   """
   docs = documents[:900]
   corpus = write_corpus(tmp_path / "corpus.txt", docs)
-  encoder = lib.WordPieceIds(vocab, do_lower_case=True)
+  encoder = bulk_tokenization.WordPieceIds(vocab, do_lower_case=True)
   tokenized = []
   for doc in docs:
     ids, counts = encoder.encode_lines(doc)
@@ -339,7 +342,7 @@ def test_invalid_utf8_names_file_and_offset_or_is_skipped(tmp_path, vocab, docum
   with pytest.raises(ValueError, match=rf"bad\.txt:{bad_line}: invalid UTF-8 at "
                                        rf"byte offset {len(good) + 3}"):
     run(vocab, [corpus], [tmp_path / "out.tfrecord"])
-  encoder = lib.WordPieceIds(vocab, do_lower_case=True)
+  encoder = bulk_tokenization.WordPieceIds(vocab, do_lower_case=True)
   config = make_config(vocab)
   config = lib.InstanceConfig(**{**config.__dict__, "skip_invalid_utf8": True})
   summary = cpd.create_pretraining_data([str(corpus)], [str(tmp_path / "out.tfrecord")],
@@ -412,7 +415,8 @@ def test_command_line_progress_summary_and_sentencepiece(tf, tmp_path, repo_dir,
              f"--max_predictions_per_seq={PRED}", "--dupe_factor=2", "--num_workers=2",
              "--progress_seconds=0", "--chunk_bytes=8192"]
   result = subprocess.run(command, capture_output=True, text=True, check=True)
-  assert "documents (" in result.stderr and "instances (" in result.stderr and "ETA" in result.stderr
+  assert "documents (" in result.stderr and "instances (" in result.stderr
+  assert "ETA" in result.stderr
   assert "masked ratio" in result.stderr and "NSP random-next ratio" in result.stderr
   spec = google_feature_spec(tf)
   counts = [len(read_records(tf, [p], spec)["input_ids"]) for p in outputs]
