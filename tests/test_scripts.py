@@ -67,7 +67,7 @@ def test_shellcheck_is_clean_at_warning_level():
   if shellcheck is None:
     pytest.fail("shellcheck is not installed (Debian: apt-get install -y shellcheck)")
   # From the repository root: the `# shellcheck source=scripts/...` directives are relative.
-  result = subprocess.run([shellcheck, "-S", "warning", "-x",
+  result = subprocess.run([shellcheck, "-S", "warning", "-x", "bench/run_all.sh",
                            *(f"scripts/{name}" for name in SHELL_SCRIPTS)],
                           cwd=REPO, capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stdout + result.stderr
@@ -313,3 +313,40 @@ def test_count_params_matches_closed_form_and_readme():
   assert (row["encoder"], row["pretraining"]) == (encoder, encoder + heads)
   readme = (REPO / "configs" / "README.md").read_text()
   assert count_params.markdown_table([row]).splitlines()[-1] in readme
+
+
+# ------------------------------------------------------------------------------ bench
+
+def test_run_all_dry_run_installs_torch_first_then_runs_every_benchmark():
+  result = subprocess.run(["bash", str(REPO / "bench" / "run_all.sh"), "--dry-run"], cwd=REPO,
+                          capture_output=True, text=True, check=True,
+                          env={k: v for k, v in os.environ.items() if k != "BERT_VENV"})
+  lines = [shlex.split(line) for line in result.stdout.strip().splitlines()]
+  assert lines[0][-1] == "torch==2.13.0" and lines[0][1] == "install"
+  assert lines[1][-2:] == ["-r", "bench/requirements.txt"]
+  scripts = [words[1] for words in lines[2:-1]]
+  assert scripts == ["bench/bench_tokenization.py", "bench/bench_pretraining_data.py",
+                     "bench/bench_pretraining.py", "bench/bench_inference.py",
+                     "bench/bench_scaling.py"]
+  assert lines[-1][1:3] == ["bench/summary.py", "--gemm"]
+  assert len(lines[-1][3:]) == len(scripts)
+
+
+def test_summary_table_from_last_key_value_lines(tmp_path):
+  sys.path.insert(0, str(REPO / "bench"))
+  import summary  # pylint: disable=import-outside-toplevel
+  log = "noise\nspeedup_vs_python=9.5 not_a_pair\nspeedup_vs_hf_torch=1.80 mfu=0.42\n\n"
+  assert summary.last_key_values(log) == {"speedup_vs_hf_torch": "1.80", "mfu": "0.42"}
+  assert summary.last_key_values("no pairs here\n") == {}
+  (tmp_path / "step.log").write_text(log)
+  (tmp_path / "data.log").write_text(
+      "x\nours_inst_per_s=900 peer_inst_per_s=100 speedup_vs_reference=9.0 peak_rss_mb=80\n")
+  (tmp_path / "broken.log").write_text("Traceback ...\n")
+  rows = [summary.table_row(name, summary.last_key_values((tmp_path / f"{name}.log").read_text()))
+          for name in ("step", "data", "broken")]
+  assert rows[0] == ["step", summary.PEERS["hf_torch"], "", "", "1.80x", "mfu=0.42", ""]
+  assert rows[1] == ["data", summary.PEERS["reference"], "900 inst_per_s", "100 inst_per_s",
+                     "9.0x", "", "peak_rss_mb=80"]
+  assert rows[2][4].startswith("failed")
+  status = summary.main([f"step={tmp_path}/step.log", f"missing={tmp_path}/none.log"])
+  assert status == 1
