@@ -199,6 +199,9 @@ def create_instance_spans(chunk: TokenizedChunk, max_seq_length: int, short_seq_
                           rng: random.Random) -> list[tuple[int, int, int, int, int]]:
   """One pass of Google's create_instances_from_document over every document of the chunk.
 
+  Google's rng.randint(a, b) is drawn as a + floor(rng.random() * (b - a + 1)), the same
+  distribution up to 2**-53 and several times cheaper.
+
   Returns:
     (start_a, end_a, start_b, end_b, is_random_next) per instance, offsets into
     chunk.token_ids.
@@ -214,16 +217,17 @@ def create_instance_spans(chunk: TokenizedChunk, max_seq_length: int, short_seq_
     target_length = max_num_tokens
     if rng.random() < short_seq_prob:
       target_length = 2 + int(rng.random() * (max_num_tokens - 1))
-    chunk_first = first
-    while chunk_first < last:
-      # The chunk grows sentence by sentence until it reaches the target or the document ends.
-      end_sentence = bisect.bisect_left(starts, starts[chunk_first] + target_length,
-                                        chunk_first + 1, last)
-      num_segments = end_sentence - chunk_first
-      a_end_sentence = chunk_first + 1
+    group_first = first
+    while group_first < last:
+      # Google's "current_chunk": a group of sentences that grows until it reaches the target
+      # length or the document ends.
+      end_sentence = bisect.bisect_left(starts, starts[group_first] + target_length,
+                                        group_first + 1, last)
+      num_segments = end_sentence - group_first
+      a_end_sentence = group_first + 1
       if num_segments >= 2:
         a_end_sentence += int(rng.random() * (num_segments - 1))
-      start_a, end_a = starts[chunk_first], starts[a_end_sentence]
+      start_a, end_a = starts[group_first], starts[a_end_sentence]
       if num_segments == 1 or rng.random() < 0.5:
         is_random_next = 1
         target_b_length = target_length - (end_a - start_a)
@@ -238,15 +242,15 @@ def create_instance_spans(chunk: TokenizedChunk, max_seq_length: int, short_seq_
         # Whole sentences until B reaches its target (at least one sentence).
         end_b = starts[bisect.bisect_left(starts, start_b + target_b_length, random_start + 1,
                                           random_last)]
-        # The segments not used for A go back to be the start of the next chunk.
-        next_chunk_first = a_end_sentence
+        # The sentences not used for A go back to start the next group.
+        next_group_first = a_end_sentence
       else:
         is_random_next = 0
         start_b, end_b = end_a, starts[end_sentence]
-        next_chunk_first = end_sentence
+        next_group_first = end_sentence
       spans.append(
           _truncate_pair(start_a, end_a, start_b, end_b, max_num_tokens, rng) + (is_random_next,))
-      chunk_first = next_chunk_first
+      group_first = next_group_first
   return spans
 
 
