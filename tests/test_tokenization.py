@@ -1,12 +1,12 @@
 """Tests for tokenization.py: Google's algorithm, the fast path's exactness, SentencePiece."""
 import gzip
-import unicodedata
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import tokenization
+import tokenization_tf
 
 # (name, text): every edge case the fast path must reproduce exactly, cased and uncased.
 EDGE_CASES = [
@@ -239,11 +239,11 @@ def _single_char_texts(chars):
 @pytest.mark.parametrize("do_lower_case", [True, False], ids=["uncased", "cased"])
 def test_every_fast_bert_character_is_exact(do_lower_case):
   """Exhaustive: every character routed to FastBertTokenizer, alone and inside a word."""
-  tables = tokenization._char_tables(do_lower_case)
+  tables = tokenization_tf._char_tables(do_lower_case)
   pattern = tables.fast_bert_class
-  chars = [chr(cp) for low, high in ((0, 0x7F), *tokenization._FAST_BERT_BLOCKS)
+  chars = [chr(cp) for low, high in ((0, 0x7F), *tokenization_tf._FAST_BERT_BLOCKS)
            for cp in range(low, high + 1)
-           if tokenization._fast_bert_safe(chr(cp), tables.table.get(chr(cp), chr(cp)),
+           if tokenization_tf._fast_bert_safe(chr(cp), tables.table.get(chr(cp), chr(cp)),
                                            do_lower_case)]
   assert len(chars) > 80000  # ASCII, Latin, Greek, Cyrillic, ..., CJK, kana.
   # The ~90k CJK ideographs all take the same branch everywhere: every 16th and each range's
@@ -253,7 +253,7 @@ def test_every_fast_bert_character_is_exact(do_lower_case):
            if not tokenization._is_chinese_char(ord(c)) or i % 16 == 0 or c in cjk_ends]
   texts = _single_char_texts(chars)
   vocab = _vocab_covering(texts, do_lower_case)
-  module = tokenization.FastWordpieceIds(vocab, do_lower_case)
+  module = tokenization_tf.FastWordpieceIds(vocab, do_lower_case)
   assert bool(tf.reduce_all(tf.strings.regex_full_match(texts, pattern + "*")))
   index = {t: i for i, t in enumerate(vocab)}
   basic = tokenization.BasicTokenizer(do_lower_case)
@@ -268,7 +268,7 @@ def test_every_fast_bert_character_is_exact(do_lower_case):
 @pytest.mark.parametrize("do_lower_case", [True, False], ids=["uncased", "cased"])
 def test_every_bmp_character_is_exact_in_graph(do_lower_case):
   """Exhaustive over the Basic Multilingual Plane, through whichever route the module picks."""
-  python_only = tokenization._char_tables(do_lower_case).python_only
+  python_only = tokenization_tf._char_tables(do_lower_case).python_only
   chars = [chr(cp) for cp in range(1, 0x10000) if not 0xD800 <= cp <= 0xDFFF
            and not python_only.match(chr(cp))]
   texts = _single_char_texts(chars)
@@ -276,7 +276,7 @@ def test_every_bmp_character_is_exact_in_graph(do_lower_case):
   index = {t: i for i, t in enumerate(vocab)}
   basic = tokenization.BasicTokenizer(do_lower_case)
   wordpiece = tokenization.WordpieceTokenizer(index)
-  module = tokenization.FastWordpieceIds(vocab, do_lower_case)
+  module = tokenization_tf.FastWordpieceIds(vocab, do_lower_case)
   got = module(tf.constant(texts)).to_list()
   mismatches = [
       text for text, ids in zip(texts, got)
