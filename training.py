@@ -11,6 +11,8 @@ is also the input position: a restart skips the batches already consumed. Only r
 writes; every rank starts from rank 0's state, broadcast after restore.
 """
 import dataclasses
+import hashlib
+import json
 import os
 import time
 from typing import Callable
@@ -24,6 +26,9 @@ import optimization
 _POLICIES = {"fp32": "float32", "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}
 # Fault injection for the failure test: "RANK:STEP" makes that rank die at that step.
 FAULT_ENV = "BERT_INJECT_FAULT"
+# For the multi-rank tests: a folder where every rank writes rank<R>.json with sha256
+# fingerprints of its weights at the start and end of training and its first input_ids.
+TRACE_ENV = "BERT_RANK_TRACE_DIR"
 
 
 def resolve_precision(precision: str, auto_mixed_precision: bool) -> str:
@@ -148,6 +153,13 @@ class Trainer:
       state += [self.optimizer.loss_scale.scale, self.optimizer.loss_scale.good_steps]
     return state
 
+  def weights_fingerprint(self) -> str:
+    """sha256 of the model's weights, byte for byte: equal exactly when ranks agree."""
+    digest = hashlib.sha256()
+    for variable in self.model.weights:
+      digest.update(variable.numpy().tobytes())
+    return digest.hexdigest()
+
   def save(self) -> None:
     if self.world.is_chief:
       path = self.manager.save(checkpoint_number=self.step)
@@ -178,6 +190,9 @@ class Trainer:
     iterator = iter(dataset.skip(start))
     global_batch = cfg.micro_batch_size * self.world.size * cfg.num_accumulation_steps
     fault_step = _injected_fault_step(self.world.rank)
+    trace_dir = os.environ.get(TRACE_ENV)
+    trace = {"rank": self.world.rank, "start_step": start,
+             "start_weights_sha256": self.weights_fingerprint()} if trace_dir else None
     pending, last = [], {}
     window_start, window_step = time.perf_counter(), start
     for step in range(start, cfg.num_train_steps):
@@ -189,6 +204,8 @@ class Trainer:
       except StopIteration:
         raise ValueError(f"The input ran out at step {step} of {cfg.num_train_steps}: "
                          "it must repeat for training") from None
+      if trace is not None and step == start and "input_ids" in features:
+        trace["first_input_ids"] = features["input_ids"].numpy().tolist()  # [N, B, S]
       pending.append(self._train_step(features))
       done = step + 1
       if step == start:
@@ -200,6 +217,10 @@ class Trainer:
         pending, window_start, window_step = [], time.perf_counter(), done
       if done % cfg.save_checkpoints_steps == 0 or done == cfg.num_train_steps:
         self.save()
+    if trace is not None:
+      trace["end_weights_sha256"] = self.weights_fingerprint()
+      with open(os.path.join(trace_dir, f"rank{self.world.rank}.json"), "w") as f:
+        json.dump(trace, f)
     return last
 
   def _log(self, step, pending, window_start, window_step, global_batch):
