@@ -44,36 +44,53 @@ def load_vocab(vocab_file: str) -> dict[str, int]:
   return vocab
 
 
+_NEVER = re.compile("(?!)")  # Matches nothing.
+
+
+def _class_regex(chars: set[str]) -> re.Pattern:
+  return re.compile("[" + "".join(re.escape(c) for c in sorted(chars)) + "]") if chars else _NEVER
+
+
 class _UnicodeTables:
-  """Per-character decisions for non-ASCII text, filled in as characters appear."""
+  """Google's per-character classes for any text, learned as characters appear.
+
+  Each class is a regex over the characters seen so far (a regex scan is ~10x faster than
+  str.translate with a dict on non-ASCII text).
+  """
 
   def __init__(self):
-    self.clean = {0: None, 0xFFFD: None}  # str.translate table: dropped or -> " ".
-    self.marks = {}  # Nonspacing marks, dropped after NFD when lower-casing.
-    self.punctuation = []
+    self.dropped = {"\x00", "\ufffd"}  # NUL, U+FFFD and control characters (Cc, Cf).
+    self.spaces = set()  # Whitespace other than " " and the "\n" between lines: -> " ".
+    self.marks = set()  # Nonspacing marks, dropped after NFD when lower-casing.
+    self.punctuation = set()  # Beyond ASCII's.
     self.seen = set()
-    self.word = _ASCII_WORD_ONLY
+    self._compile()
+
+  def _compile(self):
+    self.dropped_regex = _class_regex(self.dropped)
+    self.spaces_regex = _class_regex(self.spaces)
+    self.marks_regex = _class_regex(self.marks)
+    punct_class = _ASCII_PUNCTUATION + "".join(re.escape(c) for c in sorted(self.punctuation))
+    self.word = re.compile(f"[^{punct_class}]+|[{punct_class}]")
 
   def learn(self, text: str):
     new = set(text) - self.seen
     if not new:
       return
     self.seen |= new
-    added_punctuation = False
     for char in new:
-      cp, category = ord(char), unicodedata.category(char)
-      if char in "\t\n\r" or category == "Zs":
-        self.clean[cp] = " "
+      category = unicodedata.category(char)
+      if char in " \n":
+        continue  # "\n" only ever separates the lines of a batch.
+      if char in "\t\r" or category == "Zs":
+        self.spaces.add(char)
       elif category in ("Cc", "Cf"):
-        self.clean[cp] = None
+        self.dropped.add(char)
       if category == "Mn":
-        self.marks[cp] = None
-      if category.startswith("P") and cp > 127:
-        self.punctuation.append(re.escape(char))
-        added_punctuation = True
-    if added_punctuation:
-      punct_class = _ASCII_PUNCTUATION + "".join(self.punctuation)
-      self.word = re.compile(f"[^{punct_class}]+|[{punct_class}]")
+        self.marks.add(char)
+      if category.startswith("P") and ord(char) > 127:
+        self.punctuation.add(char)
+    self._compile()
 
 
 class _TokenIdCache(dict):
@@ -83,17 +100,18 @@ class _TokenIdCache(dict):
   The line separator _LINE_END maps to () (real tokens always give at least one id).
   """
 
-  def __init__(self, wordpiece, known_words):
+  def __init__(self, wordpiece, known_words, split_punctuation):
     super().__init__(known_words)
     self[_LINE_END] = ()
     self._wordpiece = wordpiece
+    self._split_punctuation = split_punctuation
 
   def __missing__(self, token):
     if token.isalnum():  # No punctuation: the token is one word.
       ids = self[token] = self._wordpiece(token)
     else:
       ids = self[token] = tuple(itertools.chain.from_iterable(
-          map(self._wordpiece, _ASCII_WORD_ONLY.findall(token))))
+          map(self._wordpiece, self._split_punctuation(token))))
     return ids
 
 
@@ -117,9 +135,16 @@ class WordPieceIds:
     # them up front (inherited by forked workers) spares each worker most cache misses.
     self._known_words = {token: (index,) for token, index in vocab.items()
                          if token.isascii() and token.isalnum()}
-    self._word_ids = dict(self._known_words)
-    self._token_ids = _TokenIdCache(self._cached_wordpiece, self._known_words)
     self._unicode = _UnicodeTables()
+    self._new_caches()
+
+  def _new_caches(self):
+    self._word_ids = dict(self._known_words)
+    self._ascii_token_ids = _TokenIdCache(self._cached_wordpiece, self._known_words,
+                                          _ASCII_WORD_ONLY.findall)
+    # Punctuation outside ASCII is learned as it appears, so look the current regex up.
+    self._unicode_token_ids = _TokenIdCache(self._cached_wordpiece, self._known_words,
+                                            lambda token: self._unicode.word.findall(token))
 
   def _cached_wordpiece(self, word: str) -> tuple[int, ...]:
     ids = self._word_ids.get(word)
@@ -148,21 +173,45 @@ class WordPieceIds:
       start = end
     return tuple(ids)
 
-  def _unicode_words(self, line: str) -> list[str]:
-    """Google's BasicTokenizer.tokenize on any line."""
+  def _clean_ascii(self, text: str) -> str:
+    """Google's BasicTokenizer up to the punctuation split, on ASCII text."""
+    if self.do_lower_case:
+      text = text.lower()
+    if _ASCII_CONTROL.search(text):
+      text = _ASCII_CONTROL.sub("", text)
+    return text
+
+  def _clean_unicode(self, text: str) -> str:
+    """Google's BasicTokenizer up to the punctuation split, on any text.
+
+    Google lower-cases and strips accents token by token; doing it on the whole text gives the
+    same tokens (neither operation looks across whitespace).
+    """
     tables = self._unicode
-    tables.learn(line)
-    text = _CJK.sub(r" \1 ", line.translate(tables.clean))
-    words = []
-    for token in text.split():
-      if self.do_lower_case:
-        token = token.lower()
-        if not token.isascii():
-          normalized = unicodedata.normalize("NFD", token)
-          tables.learn(normalized)
-          token = normalized.translate(tables.marks)
-      words.extend(tables.word.findall(token))
-    return words
+    tables.learn(text)
+    text = tables.spaces_regex.sub(" ", tables.dropped_regex.sub("", text))
+    text = _CJK.sub(r" \1 ", text)
+    if self.do_lower_case:
+      text = text.lower()
+      if not text.isascii():
+        text = unicodedata.normalize("NFD", text)
+        tables.learn(text)
+        text = tables.marks_regex.sub("", text)
+    return text
+
+  @staticmethod
+  def _encode_text(text: str, token_ids: _TokenIdCache) -> tuple[np.ndarray, np.ndarray]:
+    """Ids of cleaned lines joined by "\n": (ids int32 [total], counts int64 [lines])."""
+    # str.split() is Google's whitespace_tokenize; punctuation splitting happens once per
+    # distinct token, in the cache.
+    tokens = text.replace("\n", f" {_LINE_END} ").split()
+    tokens.append(_LINE_END)
+    per_token = list(map(token_ids.__getitem__, tokens))
+    token_counts = np.fromiter(map(len, per_token), dtype=np.int64, count=len(per_token))
+    ids = np.fromiter(itertools.chain.from_iterable(per_token), dtype=np.int32,
+                      count=int(token_counts.sum()))
+    line_ends = np.cumsum(token_counts)[token_counts == 0]  # _LINE_END has no ids.
+    return ids, np.diff(line_ends, prepend=0)
 
   def encode_lines(self, lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Tokenizes lines that contain no "\n".
@@ -171,40 +220,33 @@ class WordPieceIds:
       (ids int32 [total], counts int64 [len(lines)]): every line's ids back to back, and how
       many each line has.
     """
-    learned = len(self._word_ids) + len(self._token_ids) - 2 * len(self._known_words)
+    learned = (len(self._word_ids) + len(self._ascii_token_ids) + len(self._unicode_token_ids)
+               - 3 * len(self._known_words))
     if learned > _WORD_CACHE_LIMIT:
-      self._word_ids = dict(self._known_words)
-      self._token_ids = _TokenIdCache(self._cached_wordpiece, self._known_words)
+      self._new_caches()
+    if not lines:
+      return np.zeros(0, np.int32), np.zeros(0, np.int64)
     text = "\n".join(lines)
-    all_ascii = text.isascii()
-    if not all_ascii:
-      is_ascii = [line.isascii() for line in lines]
-      text = "\n".join(line if ascii_line else "" for line, ascii_line in zip(lines, is_ascii))
-    if self.do_lower_case:
-      text = text.lower()
-    if _ASCII_CONTROL.search(text):
-      text = _ASCII_CONTROL.sub("", text)
-    # str.split() separates at space, tab and return (the rest of Python's whitespace set are
-    # control characters, gone by now); punctuation splitting happens per distinct token.
-    tokens = text.replace("\n", f" {_LINE_END} ").split()
-    tokens.append(_LINE_END)
-    token_ids = list(map(self._token_ids.__getitem__, tokens))
-    token_counts = np.fromiter(map(len, token_ids), dtype=np.int64, count=len(token_ids))
-    ids = np.fromiter(itertools.chain.from_iterable(token_ids), dtype=np.int32,
-                      count=int(token_counts.sum()))
-    line_ends = np.cumsum(token_counts)[token_counts == 0]
-    counts = np.diff(line_ends, prepend=0)
-    if all_ascii:
-      return ids, counts
-    # Lines with non-ASCII characters were left empty above; tokenize and splice them in.
-    per_line = np.split(ids, line_ends[:-1])
-    for index, ascii_line in enumerate(is_ascii):
-      if not ascii_line:
-        line_ids = list(itertools.chain.from_iterable(
-            map(self._cached_wordpiece, self._unicode_words(lines[index]))))
-        per_line[index] = np.asarray(line_ids, dtype=np.int32)
-        counts[index] = len(line_ids)
-    return np.concatenate(per_line) if per_line else ids, counts
+    if text.isascii():
+      return self._encode_text(self._clean_ascii(text), self._ascii_token_ids)
+    # ASCII lines and the others go through separate batches, then interleave back.
+    is_ascii = np.fromiter(map(str.isascii, lines), dtype=bool, count=len(lines))
+    counts = np.zeros(len(lines), dtype=np.int64)
+    source_start = np.zeros(len(lines), dtype=np.int64)
+    parts, offset = [], 0
+    for mask, clean, cache in ((is_ascii, self._clean_ascii, self._ascii_token_ids),
+                               (~is_ascii, self._clean_unicode, self._unicode_token_ids)):
+      if not mask.any():
+        continue
+      text = "\n".join(line for line, keep in zip(lines, mask.tolist()) if keep)
+      ids, part_counts = self._encode_text(clean(text), cache)
+      counts[mask] = part_counts
+      source_start[mask] = offset + np.cumsum(part_counts) - part_counts
+      parts.append(ids)
+      offset += len(ids)
+    output_start = np.cumsum(counts) - counts
+    index = np.repeat(source_start - output_start, counts) + np.arange(offset)
+    return np.concatenate(parts)[index], counts
 
 
 class BatchTokenizerIds:
