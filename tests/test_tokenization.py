@@ -197,6 +197,16 @@ def test_edge_cases_fast_equals_python(tokenizers, do_lower_case):
     assert tokenizer.tokenize_to_ids([text]) == [ids], name
 
 
+def test_batches_threads_and_python_rows_keep_order(tokenizers):
+  tokenizer = tokenizers[True]
+  texts = [text for _, text in EDGE_CASES] * 3
+  expected = [python_ids(tokenizer, text) for text in texts]
+  assert tokenizer.tokenize_to_ids(texts, batch_size=4, num_threads=2) == expected
+  assert tokenizer.tokenize_to_ids([b"caf\xc3\xa9", "x"], num_threads=1) == [
+      python_ids(tokenizer, "caf\u00e9"), python_ids(tokenizer, "x")]
+  assert tokenizer.tokenize_to_ids([]) == []
+
+
 @pytest.mark.parametrize("do_lower_case", [True, False], ids=["uncased", "cased"])
 def test_in_graph_module_exact_except_documented_python_rows(tokenizers, do_lower_case):
   tokenizer = tokenizers[do_lower_case]
