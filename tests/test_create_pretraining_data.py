@@ -212,6 +212,16 @@ def test_google_reference_files_parse_like_ours(tf, tmp_path, vocab, uncased_voc
     example = tf.train.Example.FromString(record.numpy())
     assert sorted(example.features.feature) == sorted(spec)
     assert read_records(tf, [path], spec)["input_ids"].shape[1] == SEQ
+  # run_pretraining's reader takes both (plain and gzip), with its data checks.
+  import input_pipeline  # pylint: disable=import-outside-toplevel
+  shard = tmp_path / "ours.tfrecord.gz"
+  run(vocab, [corpus], [shard], use_gzip=True)
+  files = [str(ours), str(theirs), str(shard)]
+  input_pipeline.check_pretraining_files(files, SEQ, PRED, len(vocab))
+  batch = next(iter(input_pipeline.pretraining_dataset(
+      files, batch_size=8, max_seq_length=SEQ, max_predictions_per_seq=PRED,
+      vocab_size=len(vocab), is_training=False, shuffle=False)))
+  assert tuple(batch["input_ids"].shape) == (8, SEQ)
 
 
 def test_same_bytes_for_any_number_of_workers(tmp_path, vocab, documents):
