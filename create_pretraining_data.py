@@ -264,6 +264,7 @@ def create_pretraining_data(input_files: list[str], output_files: list[str], enc
 
 def _log_progress(summary: Summary, elapsed: float, done_bytes: int, total_bytes: int,
                   compressed_input: bool):
+  elapsed = max(elapsed, 1e-9)
   eta = "?"
   if not compressed_input and done_bytes:
     eta = f"{elapsed * max(total_bytes - done_bytes, 0) / done_bytes:.0f} s"
