@@ -1,0 +1,83 @@
+"""Test data builders shared by the fine-tuning script tests."""
+import gzip
+import json
+import pathlib
+import random
+import re
+
+# A sentence ends at . ! or ? (optionally followed by a closing quote) before whitespace.
+_SENTENCE_END = re.compile(r"(?<=[.!?])['\"]?\s+")
+
+
+def austen_sentences(path: pathlib.Path, min_words: int = 8, max_words: int = 30) -> list:
+  """Sentences of one novel (paragraphs joined, split after . ! ?), min..max words long,
+  without tabs or quotes (the TSV format has no quoting)."""
+  with gzip.open(path, "rt", encoding="utf-8") as f:
+    paragraphs = re.split(r"\n\s*\n", f.read())
+  sentences = []
+  for paragraph in paragraphs:
+    for sentence in _SENTENCE_END.split(" ".join(paragraph.split())):
+      if min_words <= len(sentence.split()) <= max_words and not re.search(r"[\t\"]", sentence):
+        sentences.append(sentence)
+  return sentences
+
+
+def write_novel_classification_set(austen_files, folder: pathlib.Path, novels: tuple,
+                                   num_train: int, num_dev: int, seed: int = 0) -> None:
+  """train.tsv / dev.tsv / test.tsv of `label<TAB>sentence` rows: which novel a sentence is
+  from. num_train and num_dev sentences per novel, drawn without overlap; test = dev texts."""
+  by_name = {p.name.split(".")[0]: p for p in austen_files}
+  rng = random.Random(seed)
+  rows = {"train": [], "dev": []}
+  for novel in novels:
+    sentences = austen_sentences(by_name[novel])
+    rng.shuffle(sentences)
+    rows["train"] += [(novel, s) for s in sentences[:num_train]]
+    rows["dev"] += [(novel, s) for s in sentences[num_train:num_train + num_dev]]
+  rng.shuffle(rows["train"])
+  folder.mkdir(parents=True, exist_ok=True)
+  for name, split_rows in rows.items():
+    (folder / f"{name}.tsv").write_text("".join(f"{l}\t{s}\n" for l, s in split_rows),
+                                        encoding="utf-8")
+  (folder / "test.tsv").write_text("".join(f"?\t{s}\n" for _, s in rows["dev"]),
+                                   encoding="utf-8")
+
+
+def write_tiny_config(path: pathlib.Path, vocab_size: int, dropout: float = 0.1,
+                      max_position_embeddings: int = 64) -> pathlib.Path:
+  """A Google bert_config.json of a 2-layer, hidden-32 model."""
+  path.write_text(json.dumps({
+      "vocab_size": vocab_size, "hidden_size": 32, "num_hidden_layers": 2,
+      "num_attention_heads": 2, "intermediate_size": 64, "hidden_act": "gelu",
+      "hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout,
+      "max_position_embeddings": max_position_embeddings, "type_vocab_size": 2,
+      "initializer_range": 0.02}))
+  return path
+
+
+def run_script(repo_dir: pathlib.Path, script: str, flags: dict, check: bool = True):
+  """Runs `python script --name=value ...` from the repo root; returns the CompletedProcess.
+
+  With check, a non-zero exit fails with the end of the script's stderr.
+  """
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  args = [sys.executable, str(repo_dir / script)]
+  for name, value in flags.items():
+    if isinstance(value, bool):
+      args.append(f"--{name}" if value else f"--no{name}")
+    else:
+      args.append(f"--{name}={value}")
+  result = subprocess.run(args, cwd=repo_dir, capture_output=True, text=True, check=False)
+  if check and result.returncode != 0:
+    raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+  return result
+
+
+def read_results(path: pathlib.Path) -> dict:
+  """Google's eval_results.txt: {key: value string} of its `key = value` lines."""
+  results = {}
+  for line in path.read_text().splitlines():
+    key, value = line.split(" = ")
+    results[key] = value
+  return results
