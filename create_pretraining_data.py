@@ -11,6 +11,8 @@ With `--no_masking` the records hold unmasked instances for dynamic masking at r
 The work streams: the parent reads the input in chunks of whole documents, `--num_workers`
 processes turn chunks into framed records, and the parent writes them in chunk order, so memory
 does not grow with the corpus and the bytes written do not depend on the number of workers.
+With `--gzip` the parent also compresses (zlib level 6, tens of MB/s of records), which bounds
+throughput on many-core machines; plain files are the fast path.
 See pretraining_data_lib.py for the algorithm and where it differs from Google's script.
 
 Example (a large corpus, 4 output shards, all cores):
