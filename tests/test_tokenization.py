@@ -256,6 +256,13 @@ def test_every_fast_bert_character_is_exact(do_lower_case):
            if tokenization_tf._fast_bert_safe(chr(cp), tables.table.get(chr(cp), chr(cp)),
                                            do_lower_case)]
   assert len(chars) > 80000  # ASCII, Latin, Greek, Cyrillic, ..., CJK, kana.
+  # The module's routing class is exactly this set (no other block character, nothing else).
+  block_chars = [chr(cp) for low, high in ((0, 0x7F), *tokenization_tf._FAST_BERT_BLOCKS)
+                 for cp in range(low, high + 1)]
+  routed = tf.strings.regex_full_match(block_chars, pattern).numpy().tolist()
+  assert [c for c, r in zip(block_chars, routed) if r] == chars
+  assert not any(tf.strings.regex_full_match(
+      ["\u2026", "\U0001f600", "\U000e0001", "\x00", "\U00030000"], pattern).numpy())
   # The ~90k CJK ideographs all take the same branch everywhere: every 16th and each range's
   # ends keep the test quick; every other character is checked.
   cjk_ends = {chr(end) for rng in tokenization._CJK_RANGES for end in rng}
