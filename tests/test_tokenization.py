@@ -329,7 +329,10 @@ def test_minilm_fixture_tokens(tokenizers, fixture_path):
 
 def test_tf_tokenizer_survives_saved_model(tokenizers, tmp_path):
   tokenizer = tokenizers[True]
-  texts = ["Hello, World!", "\u00c9t\u00e9 \u2026 \u4e2d\u6587", "", "a\x00b"]
+  # Raw bytes too: invalid UTF-8 (a stray byte, a cut sequence, an encoded surrogate) is
+  # dropped in-graph exactly as convert_to_unicode drops it.
+  texts = ["Hello, World!", "\u00c9t\u00e9 \u2026 \u4e2d\u6587", "", "a\x00b",
+           b"caf\xc3\xa9 ab\xffcd \xe4\xb8 end", b"\xc3", b"x\xed\xa0\x80y"]
   tf.saved_model.save(tokenizer.tf_tokenizer(), str(tmp_path / "tokenizer"))
   restored = tf.saved_model.load(str(tmp_path / "tokenizer"))
   got = restored(tf.constant(texts))
