@@ -350,3 +350,27 @@ def test_summary_table_from_last_key_value_lines(tmp_path):
   assert rows[2][4].startswith("failed")
   status = summary.main([f"step={tmp_path}/step.log", f"missing={tmp_path}/none.log"])
   assert status == 1
+
+
+def test_two_phase_trains_on_cpu(tmp_path, uncased_vocab):
+  """Phase 2 really starts from phase 1's exported weights (tiny model, seq 32 then 64)."""
+  corpus = tmp_path / "corpus.txt"
+  corpus.write_bytes((REPO / "sample_data" / "austen_sample.txt").read_bytes()[:40_000])
+  env = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_INTRAOP_THREADS": "1",
+         "TF_NUM_INTEROP_THREADS": "1"}
+  for seq in (32, 64):
+    subprocess.run([sys.executable, "create_pretraining_data.py", f"--input_file={corpus}",
+                    f"--output_file={tmp_path}/seq{seq}.tfrecord",
+                    f"--vocab_file={uncased_vocab}", f"--max_seq_length={seq}",
+                    "--max_predictions_per_seq=5", "--dupe_factor=1", "--num_workers=1"],
+                   cwd=REPO, env=dict(os.environ, **env), check=True, capture_output=True)
+  env.update(BERT_CONFIG="configs/bert_tiny.json", OUTPUT_DIR=str(tmp_path / "out"),
+             INPUT_FILE_PHASE1=f"{tmp_path}/seq32.tfrecord",
+             INPUT_FILE_PHASE2=f"{tmp_path}/seq64.tfrecord", PYTHON=sys.executable,
+             SEQ1="32", SEQ2="64", MAX_PRED1="5", MAX_PRED2="5", BATCH1="4", BATCH2="4",
+             STEPS1="1", STEPS2="1", WARMUP1="0", WARMUP2="0", PRECISION="fp32", XLA="0")
+  result = run_script("run_pretraining_two_phase.sh", env=env, timeout=300)
+  assert "Phase 2: weights from " + str(tmp_path / "out" / "phase1" / "bert_model.ckpt") in (
+      result.stderr)
+  for phase in ("phase1", "phase2"):
+    assert (tmp_path / "out" / phase / "bert_model.ckpt.index").exists()
