@@ -126,11 +126,16 @@ class Trainer:
         grads = self.world.allreduce_gradients(grads)
     else:
       grads = self.world.allreduce_gradients(grads)
+    # Of the averaged, unscaled gradient (before clipping): equal on every rank, and what
+    # shows that the all-reduce averages (Adam's update alone hardly depends on the scale).
+    gradient_norm = optimization.global_norm(grads)
+    if self.optimizer.loss_scale is not None:
+      gradient_norm = gradient_norm / self.optimizer.loss_scale.scale
     self.optimizer.apply(grads, self.variables)
     if self.accumulator is not None:
       self.accumulator.reset()
     self.step.assign_add(1)
-    return {k: v / n for k, v in totals.items()}
+    return {**{k: v / n for k, v in totals.items()}, "gradient_norm": gradient_norm}
 
   # ------------------------------------------------------------- state
 
