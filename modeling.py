@@ -451,7 +451,13 @@ class MaskedLMHead(keras.layers.Layer):
                                    ops.cast(positions, "int32")[:, :, None], axis=1)
     transformed = self.transform_layer_norm(self.transform_dense(gathered))
     table = ops.cast(self._embedding_table(), self.compute_dtype)
-    logits = ops.einsum("bph,vh->bpv", transformed, table)
+    # One [B*P, H] x [H, V] matmul: a batched einsum against the shared table would run B
+    # small matmuls and, for the table's gradient, materialise B copies of [V, H] to sum.
+    # TensorFlow folds the transpose into the matmul (transpose_b), so the table is not copied.
+    batch_size, num_positions = ops.shape(positions)[0], ops.shape(positions)[1]
+    flat = ops.reshape(transformed, (-1, self.config.hidden_size))
+    logits = ops.matmul(flat, ops.transpose(table))
+    logits = ops.reshape(logits, (batch_size, num_positions, self.config.vocab_size))
     return ops.cast(logits, "float32") + self.output_bias
 
   def get_config(self):

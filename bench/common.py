@@ -1,0 +1,147 @@
+"""Shared pieces of the model benchmarks: threads, interleaved timing, FLOP counts, GEMM peak.
+
+Timing on a shared machine is noisy, so the benchmarks never time one side after the other:
+`interleave` runs the sides in turn (ABAB...), one round at a time, and the speed-up is the
+median over rounds of the per-round ratio, so a burst of load from another process hits both
+sides of a round alike.
+"""
+import os
+import statistics
+import time
+from typing import Callable
+
+
+def configure_threads(num_threads: int) -> None:
+  """Gives TensorFlow and PyTorch the same number of compute threads.
+
+  Must run before either library starts executing ops. TensorFlow gets `num_threads`
+  intra-op threads and one inter-op thread (BERT's graph is a chain: parallel ops would only
+  fight over the same cores); PyTorch gets `num_threads` intra-op threads.
+  """
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  tf.config.threading.set_intra_op_parallelism_threads(num_threads)
+  tf.config.threading.set_inter_op_parallelism_threads(1)
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return
+  torch.set_num_threads(num_threads)
+  torch.set_num_interop_threads(1)
+
+
+def default_num_threads() -> int:
+  """The cores this process may use."""
+  return len(os.sched_getaffinity(0))
+
+
+def interleave(sides: dict[str, Callable[[], None]], rounds: int, steps_per_round: int = 1
+               ) -> dict[str, list[float]]:
+  """Times each side `steps_per_round` calls per round, sides in turn, for `rounds` rounds.
+
+  Returns {side: [seconds per call, one entry per round]}. Each callable must block until
+  its work is done (e.g. read a result back to the host).
+  """
+  times = {name: [] for name in sides}
+  for _ in range(rounds):
+    for name, run in sides.items():
+      start = time.perf_counter()
+      for _ in range(steps_per_round):
+        run()
+      times[name].append((time.perf_counter() - start) / steps_per_round)
+  return times
+
+
+def median_ratio(numerator: list[float], denominator: list[float]) -> float:
+  """Median over rounds of numerator[i] / denominator[i] (e.g. their time / our time)."""
+  return statistics.median(a / b for a, b in zip(numerator, denominator))
+
+
+def matmul_params(config) -> dict[str, int]:
+  """Weights that enter matmuls, per part of BERT (biases, LayerNorm, embeddings excluded).
+
+  config: modeling.BertConfig. Returns {"encoder": all layers' Q, K, V, attention output and
+  feed-forward kernels, "pooler": H*H, "mlm_head": transform H*H + tied vocabulary V*H,
+  "nsp_head": 2*H}; each matmul costs 2 FLOPs per weight per token forward.
+  """
+  h, i, v = config.hidden_size, config.intermediate_size, config.vocab_size
+  return {"encoder": config.num_hidden_layers * (4 * h * h + 2 * h * i),
+          "pooler": h * h, "mlm_head": h * h + v * h, "nsp_head": 2 * h}
+
+
+def bert_forward_flops(config, batch: int, seq: int, mlm_positions: int | None = None,
+                       with_heads: bool = True) -> int:
+  """Analytical forward FLOPs of BERT (multiply-add = 2 FLOPs).
+
+  Counts every matmul: the encoder's weights on batch*seq tokens, the attention scores
+  Q.K^T and the probabilities times V (2 * 2 * B * S^2 * H per layer), the pooler on the
+  [CLS] tokens and, with heads, the masked-LM head on `mlm_positions` positions per sequence
+  (None: every position, as Hugging Face's BertForPreTraining computes it) and the
+  next-sentence head. Element-wise work (softmax, GELU, LayerNorm) is not counted, as usual
+  for model FLOP utilisation.
+  """
+  params = matmul_params(config)
+  tokens = batch * seq
+  flops = 2 * params["encoder"] * tokens
+  flops += config.num_hidden_layers * 4 * batch * seq * seq * config.hidden_size
+  flops += 2 * params["pooler"] * batch
+  if with_heads:
+    positions = seq if mlm_positions is None else mlm_positions
+    flops += 2 * params["mlm_head"] * batch * positions
+    flops += 2 * params["nsp_head"] * batch
+  return flops
+
+
+def bert_train_flops(config, batch: int, seq: int, mlm_positions: int | None = None) -> int:
+  """Forward + backward model FLOPs of one pre-training step: 3x the forward (the backward
+  computes the gradients of both the inputs and the weights of each matmul)."""
+  return 3 * bert_forward_flops(config, batch, seq, mlm_positions, with_heads=True)
+
+
+def measure_matmul_peak_gflops(seconds_per_shape: float = 1.5) -> tuple[float, str]:
+  """Best fp32 GEMM rate of TensorFlow on this machine, over BERT-base's matmul shapes.
+
+  Each shape [M, K] x [K, N] runs repeatedly inside one tf.function (so Python dispatch is
+  not timed) for about `seconds_per_shape`; the best of several timed calls counts.
+  Returns (GFLOP/s, "MxKxN" of the best shape).
+  """
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  shapes = [(1024, 768, 3072), (1024, 3072, 768), (1024, 768, 768)]
+  repeats = 8
+  best, best_shape = 0.0, ""
+  for m, k, n in shapes:
+    a = tf.random.normal((m, k))
+    b = tf.random.normal((k, n))
+
+    @tf.function
+    def chain(a, b):
+      total = tf.zeros((m, n))
+      for r in range(repeats):
+        # A different scale each time so no two matmuls are the same computation.
+        total += tf.matmul(a * (1.0 + r * 1e-3), b)
+      return tf.reduce_sum(total)
+
+    chain(a, b).numpy()
+    flops = 2.0 * m * k * n * repeats
+    deadline = time.perf_counter() + seconds_per_shape
+    while time.perf_counter() < deadline:
+      start = time.perf_counter()
+      chain(a, b).numpy()
+      rate = flops / (time.perf_counter() - start) / 1e9
+      if rate > best:
+        best, best_shape = rate, f"{m}x{k}x{n}"
+  return best, best_shape
+
+
+def load_report() -> str:
+  """The 1-minute load average and core count, to print next to noisy numbers."""
+  one, five, _ = os.getloadavg()
+  return f"load average {one:.2f} (1 min) {five:.2f} (5 min) on {os.cpu_count()} cores"
+
+
+def format_table(header: list[str], rows: list[list]) -> str:
+  """A plain fixed-width text table."""
+  cells = [header] + [[str(c) for c in row] for row in rows]
+  widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+  lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+  lines.insert(1, "  ".join("-" * w for w in widths))
+  return "\n".join(lines)
