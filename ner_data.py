@@ -155,16 +155,21 @@ def write_conll_predictions(path: str, sentences: Sequence[Sentence],
 
 # ----------------------------------------------------------------------------- features
 
+# From this many words on, the tokenizer's batch path (tokenize_to_ids, same ids by contract)
+# is used: its one-time graph build costs seconds, which pays off only on large files.
+BATCH_TOKENIZATION_MIN_WORDS = 20000
+
+
 def word_piece_ids(sentences: Sequence[Sentence], tokenizer) -> list:
   """The WordPiece ids of every word: list (per sentence) of lists (per word) of int lists.
 
-  Words are tokenised one by one (as split in the file), in one batch through the
-  tokenizer's tokenize_to_ids when it has one. A word that tokenises to nothing (e.g. only
-  control characters) becomes [UNK], so that every word has a first piece to label.
+  Words are tokenised one by one (as split in the file); large inputs go in one batch
+  through the tokenizer's tokenize_to_ids when it has one. A word that tokenises to nothing
+  (e.g. only control characters) becomes [UNK], so that every word has a first piece.
   """
   words = [word for sentence in sentences for word in sentence.words]
-  if hasattr(tokenizer, "tokenize_to_ids"):
-    ids = [list(piece_ids) for piece_ids in tokenizer.tokenize_to_ids(words)] if words else []
+  if hasattr(tokenizer, "tokenize_to_ids") and len(words) >= BATCH_TOKENIZATION_MIN_WORDS:
+    ids = [list(piece_ids) for piece_ids in tokenizer.tokenize_to_ids(words)]
   else:
     ids = [tokenizer.convert_tokens_to_ids(tokenizer.tokenize(word)) for word in words]
   unk_id = tokenizer.convert_tokens_to_ids(["[UNK]"])[0]
