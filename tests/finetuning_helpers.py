@@ -22,15 +22,30 @@ def austen_sentences(path: pathlib.Path, min_words: int = 8, max_words: int = 30
   return sentences
 
 
+def austen_passages(path: pathlib.Path, min_words: int = 30, max_words: int = 45) -> list:
+  """Runs of consecutive sentences of one novel, each min..max words long (see
+  austen_sentences), not overlapping."""
+  passages, current = [], []
+  for sentence in austen_sentences(path, min_words=1, max_words=max_words):
+    if len(" ".join(current + [sentence]).split()) > max_words:
+      current = []
+    current.append(sentence)
+    if len(" ".join(current).split()) >= min_words:
+      passages.append(" ".join(current))
+      current = []
+  return passages
+
+
 def write_novel_classification_set(austen_files, folder: pathlib.Path, novels: tuple,
                                    num_train: int, num_dev: int, seed: int = 0) -> None:
-  """train.tsv / dev.tsv / test.tsv of `label<TAB>sentence` rows: which novel a sentence is
-  from. num_train and num_dev sentences per novel, drawn without overlap; test = dev texts."""
+  """train.tsv / dev.tsv / test.tsv of `label<TAB>passage` rows: which novel a passage (a
+  few consecutive sentences, see austen_passages) is from. num_train and num_dev passages
+  per novel, drawn without overlap; test.tsv holds the dev texts without labels."""
   by_name = {p.name.split(".")[0]: p for p in austen_files}
   rng = random.Random(seed)
   rows = {"train": [], "dev": []}
   for novel in novels:
-    sentences = austen_sentences(by_name[novel])
+    sentences = austen_passages(by_name[novel])
     rng.shuffle(sentences)
     rows["train"] += [(novel, s) for s in sentences[:num_train]]
     rows["dev"] += [(novel, s) for s in sentences[num_train:num_train + num_dev]]
@@ -44,14 +59,15 @@ def write_novel_classification_set(austen_files, folder: pathlib.Path, novels: t
 
 
 def write_tiny_config(path: pathlib.Path, vocab_size: int, dropout: float = 0.1,
-                      max_position_embeddings: int = 64) -> pathlib.Path:
+                      max_position_embeddings: int = 64,
+                      initializer_range: float = 0.02) -> pathlib.Path:
   """A Google bert_config.json of a 2-layer, hidden-32 model."""
   path.write_text(json.dumps({
       "vocab_size": vocab_size, "hidden_size": 32, "num_hidden_layers": 2,
       "num_attention_heads": 2, "intermediate_size": 64, "hidden_act": "gelu",
       "hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout,
       "max_position_embeddings": max_position_embeddings, "type_vocab_size": 2,
-      "initializer_range": 0.02}))
+      "initializer_range": initializer_range}))
   return path
 
 

@@ -1,0 +1,122 @@
+"""run_classifier.py end to end: the real MiniLM learns which Austen novel a passage is from;
+GLUE-format tasks with a tiny random model write Google's eval_results.txt and
+test_results.tsv; bad input fails with the file and line."""
+import math
+import pathlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import classifier_data
+from finetuning_helpers import (read_results, run_script, write_novel_classification_set,
+                                write_tiny_config)
+
+GLUE = pathlib.Path(__file__).parent / "data" / "glue"
+
+
+def test_minilm_learns_which_novel(converted_minilm, austen_files, repo_dir, tmp_path):
+  """Emma or Persuasion? 160 training passages per novel, 50 held out per novel."""
+  data_dir = tmp_path / "data"
+  write_novel_classification_set(austen_files, data_dir, ("emma", "persuasion"),
+                                 num_train=160, num_dev=50)
+  output_dir = tmp_path / "out"
+  run_script(repo_dir, "run_classifier.py", {
+      "task_name": "tsv", "label_list": "emma,persuasion", "label_column": 0,
+      "text_a_column": 1, "data_dir": data_dir,
+      "vocab_file": converted_minilm / "vocab.txt",
+      "bert_config_file": converted_minilm / "bert_config.json",
+      "init_checkpoint": converted_minilm / "bert_model.ckpt", "output_dir": output_dir,
+      "do_train": True, "do_eval": True, "max_seq_length": 64, "train_batch_size": 16,
+      "eval_batch_size": 50, "num_train_epochs": 2, "learning_rate": 1e-4, "log_freq": 10})
+  results = read_results(output_dir / "eval_results.txt")
+  assert list(results) == ["eval_accuracy", "eval_loss", "global_step"]
+  assert results["global_step"] == str(int(320 / 16 * 2))
+  assert float(results["eval_accuracy"]) >= 0.8, results  # chance is 0.5
+  assert float(results["eval_loss"]) < math.log(2)
+
+
+# task, folder, eval_results files -> keys, test_results files.
+GLUE_TASKS = [
+    ("MRPC", "MRPC", {"eval_results.txt": ["eval_accuracy", "eval_f1", "eval_loss",
+                                           "global_step"]}, {"test_results.tsv": "test"}),
+    ("cola", "CoLA", {"eval_results.txt": ["eval_accuracy", "eval_loss", "eval_mcc",
+                                           "global_step"]}, {"test_results.tsv": "test"}),
+    ("STS-B", "STS-B", {"eval_results.txt": ["eval_loss", "eval_pearson", "eval_spearman",
+                                             "global_step"]}, {"test_results.tsv": "test"}),
+    ("mnli", "MNLI", {"eval_results.txt": ["eval_accuracy", "eval_loss", "global_step"],
+                      "eval_results_dev_mismatched.txt": ["eval_accuracy", "eval_loss",
+                                                          "global_step"]},
+     {"test_results.tsv": "test", "test_results_test_mismatched.tsv": "test_mismatched"}),
+]
+
+
+@pytest.mark.parametrize("task, folder, eval_files, test_files", GLUE_TASKS,
+                         ids=[t[0] for t in GLUE_TASKS])
+def test_glue_outputs(task, folder, eval_files, test_files, repo_dir, uncased_vocab,
+                      tmp_path):
+  processor = classifier_data.get_processor(task)
+  data_dir = GLUE / folder
+  num_train = len(processor.get_train_examples(str(data_dir)))
+  output_dir = tmp_path / "out"
+  flags = {"task_name": task, "data_dir": data_dir, "vocab_file": uncased_vocab,
+           "bert_config_file": write_tiny_config(tmp_path / "bert_config.json", 30522),
+           "output_dir": output_dir, "max_seq_length": 32, "train_batch_size": 1,
+           "num_train_epochs": 2, "do_eval": True, "do_predict": True}
+  run_script(repo_dir, "run_classifier.py", {**flags, "do_train": True})
+
+  for name, keys in eval_files.items():
+    results = read_results(output_dir / name)
+    assert list(results) == keys  # sorted "key = value" lines
+    assert results["global_step"] == str(num_train * 2)
+    assert all(np.isfinite(float(v)) for v in results.values())
+  labels = processor.get_labels()
+  for name, set_name in test_files.items():
+    rows = [line.split("\t") for line in (output_dir / name).read_text().splitlines()]
+    assert len(rows) == len(processor.get_examples(str(data_dir), set_name))
+    for row in rows:
+      values = [float(v) for v in row]
+      if labels is None:  # STS-B: one predicted score per line.
+        assert len(values) == 1
+      else:  # class probabilities
+        assert len(values) == len(labels) and abs(sum(values) - 1.0) < 1e-5
+
+  # The fine-tuned model is exported with Google's names, the head included.
+  shapes = dict(tf.train.list_variables(str(output_dir / "bert_model.ckpt")))
+  num_labels = 1 if labels is None else len(labels)
+  assert shapes["output_weights"] == [num_labels, 32]
+  assert shapes["output_bias"] == [num_labels]
+  assert shapes["bert/pooler/dense/kernel"] == [32, 32]
+
+  if task == "MRPC":
+    # Eval and predict alone resume the fine-tuned model from output_dir.
+    first = {name: (output_dir / name).read_text() for name in [*eval_files, *test_files]}
+    for name in first:
+      (output_dir / name).unlink()
+    run_script(repo_dir, "run_classifier.py", flags)
+    assert {name: (output_dir / name).read_text() for name in first} == first
+
+
+def _write(folder: pathlib.Path, files: dict) -> pathlib.Path:
+  folder.mkdir(parents=True, exist_ok=True)
+  for name, text in files.items():
+    (folder / name).write_text(text)
+  return folder
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"train.tsv": "neg\tAwful.\n?\tLovely.\n"},
+     "train.tsv:2: unknown label '?', expected one of ['neg', 'pos']"),
+    ({"train.tsv": "neg\tAwful.\npos\tLovely.\npos\n"},
+     "train.tsv:3: found 1 tab-separated columns, expected 2"),
+    ({"train.tsv": ""}, "train.tsv: empty file"),
+], ids=["unknown-label", "wrong-columns", "empty-file"])
+def test_bad_input_names_file_and_line(files, message, repo_dir, uncased_vocab, tmp_path):
+  data_dir = _write(tmp_path / "data", files)
+  result = run_script(repo_dir, "run_classifier.py", {
+      "task_name": "tsv", "label_list": "neg,pos", "label_column": 0, "text_a_column": 1,
+      "data_dir": data_dir, "vocab_file": uncased_vocab,
+      "bert_config_file": write_tiny_config(tmp_path / "bert_config.json", 30522),
+      "output_dir": tmp_path / "out", "do_train": True}, check=False)
+  assert result.returncode != 0
+  assert f"{data_dir}/{message}" in result.stderr
