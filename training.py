@@ -93,8 +93,14 @@ class Trainer:
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     self.accumulator = (optimization.GradientAccumulator(self.variables)
                         if config.num_accumulation_steps > 1 else None)
+    # Dropout's random state: Keras SeedGenerator variables, in model.variables but not in
+    # model.weights, which tf.train.Checkpoint does not reach through the layers. Without it a
+    # resumed run would replay the first dropout masks instead of continuing the sequence.
+    weight_ids = {id(w) for w in model.weights}
+    self.random_state = [v for v in model.variables if id(v) not in weight_ids]
     # The accumulator is empty at every step boundary, so it is not part of the checkpoint.
-    self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=self.step)
+    self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=self.step,
+                                          random_state=self.random_state)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, config.output_dir, max_to_keep=config.keep_checkpoint_max)
     self._forward_backward = tf.function(self._gradients, jit_compile=config.use_xla)
