@@ -140,6 +140,9 @@ class Trainer:
         grads = self.world.allreduce_gradients(grads)
     else:
       grads = self.world.allreduce_gradients(grads)
+    # Dense once here (the update is dense anyway): the squares of an IndexedSlices' values
+    # are not the squares of its rows when a token id repeats in the batch.
+    grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
     # Of the averaged, unscaled gradient (before clipping): equal on every rank, and what
     # shows that the all-reduce averages (Adam's update alone hardly depends on the scale).
     gradient_norm = optimization.global_norm(grads)
