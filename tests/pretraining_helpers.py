@@ -252,6 +252,18 @@ def logged_losses(output: str) -> dict[int, float]:
   return {step: values["loss"] for step, values in logged_metrics(output).items()}
 
 
+def tensorboard_scalars(tf, output_dir: pathlib.Path) -> dict[str, dict[int, float]]:
+  """{tag: {step: value}} of the scalar summaries in output_dir's event files."""
+  scalars = {}
+  for path in sorted(output_dir.glob("events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(str(path)):
+      for value in event.summary.value:
+        number = (tf.make_ndarray(value.tensor) if value.HasField("tensor")
+                  else value.simple_value)
+        scalars.setdefault(value.tag, {})[event.step] = float(number)
+  return scalars
+
+
 def read_results(path: pathlib.Path) -> dict[str, float]:
   """eval_results.txt (`key = value` lines) as floats."""
   results = {}
