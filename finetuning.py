@@ -15,7 +15,7 @@ Steps follow Google: num_train_steps = int(num_examples / global_batch * num_tra
 num_warmup_steps = int(num_train_steps * warmup_proportion), with global_batch =
 train_batch_size x ranks x num_accumulation_steps (the learning rate is never scaled).
 """
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Iterator, Sequence
 
 import keras
 import numpy as np

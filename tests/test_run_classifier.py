@@ -120,3 +120,43 @@ def test_bad_input_names_file_and_line(files, message, repo_dir, uncased_vocab, 
       "output_dir": tmp_path / "out", "do_train": True}, check=False)
   assert result.returncode != 0
   assert f"{data_dir}/{message}" in result.stderr
+
+
+def test_classifier_head_has_googles_names_and_loads_hf_weights(minilm_dir):
+  import checkpoints  # pylint: disable=import-outside-toplevel
+  import finetuning  # pylint: disable=import-outside-toplevel
+  import modeling  # pylint: disable=import-outside-toplevel
+  config = modeling.BertConfig.from_json_file(minilm_dir / "config.json")
+  model = finetuning.BertClassifier(config, num_labels=3)
+  paths = [v.path for v in model.trainable_variables]
+  heads = [p for p in paths if not p.startswith("bert/")]
+  assert heads == ["output_weights", "output_bias"]
+  assert tuple(model.output_weights.shape) == (3, config.hidden_size)
+  # A pre-trained checkpoint lacks only the new head, which is allowed to be missing.
+  report = checkpoints.init_from_checkpoint(model, minilm_dir, strict=True,
+                                            allow_missing=finetuning.CLASSIFIER_HEAD)
+  assert report.ok and len(report.loaded) == len(paths) - 2
+  inputs = {"input_ids": np.array([[101, 7592, 102, 0]]), "input_mask": np.array([[1, 1, 1, 0]]),
+            "segment_ids": np.zeros((1, 4), np.int32)}
+  logits = model(inputs, training=False)
+  pooled = model.bert({"input_ids": inputs["input_ids"], "input_mask": inputs["input_mask"]},
+                      training=False)["pooled_output"]
+  np.testing.assert_allclose(
+      logits, np.asarray(pooled) @ np.asarray(model.output_weights).T, atol=1e-5)
+
+
+def test_train_input_is_sharded_by_rank_and_reshuffled():
+  import finetuning  # pylint: disable=import-outside-toplevel
+  arrays = {"input_ids": np.arange(10, dtype=np.int32)[:, None] * np.ones((1, 3), np.int32),
+            "label_ids": np.arange(10, dtype=np.int32)}
+  seen = []
+  for rank in range(2):
+    dataset = finetuning.train_dataset(arrays, batch_size=5, rank=rank, num_ranks=2, seed=1)
+    batches = list(dataset.take(3))
+    epochs = [batch["label_ids"].numpy().tolist() for batch in batches]
+    for batch in batches:  # every feature of an example is gathered with the same index
+      np.testing.assert_array_equal(batch["input_ids"][:, 0], batch["label_ids"])
+    assert all(sorted(e) == list(range(rank, 10, 2)) for e in epochs)  # one shard per epoch
+    assert len({tuple(e) for e in epochs}) > 1  # reshuffled every epoch
+    seen += epochs[0]
+  assert sorted(seen) == list(range(10))

@@ -111,3 +111,25 @@ def test_bad_input_errors(repo_dir, uncased_vocab, tmp_path):
                       {**common, "do_train": True, "train_file": broken}, check=False)
   assert result.returncode != 0
   assert f"{broken}:3: not valid JSON" in result.stderr
+
+
+def test_squad_head_has_googles_names():
+  import finetuning  # pylint: disable=import-outside-toplevel
+  import modeling  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  config = modeling.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
+                               num_attention_heads=2, intermediate_size=64)
+  model = finetuning.BertSquad(config)
+  paths = [v.path for v in model.trainable_variables]
+  assert [p for p in paths if not p.startswith("bert/")] == ["cls/squad/output_weights",
+                                                             "cls/squad/output_bias"]
+  assert tuple(model.squad_head.output_weights.shape) == (2, 32)
+  inputs = {"input_ids": np.array([[1, 5, 2, 0]]), "input_mask": np.array([[1, 1, 1, 0]]),
+            "segment_ids": np.array([[0, 0, 1, 0]])}
+  outputs = model(inputs, training=False)
+  sequence = np.asarray(model.bert({"input_ids": inputs["input_ids"],
+                                    "input_mask": inputs["input_mask"],
+                                    "token_type_ids": inputs["segment_ids"]})["sequence_output"])
+  expected = sequence @ np.asarray(model.squad_head.output_weights).T
+  np.testing.assert_allclose(outputs["start_logits"], expected[..., 0], atol=1e-5)
+  np.testing.assert_allclose(outputs["end_logits"], expected[..., 1], atol=1e-5)
