@@ -130,11 +130,36 @@ def test_stdin_loop(repo_dir, fine_tuned, tmp_path):
   assert responses[6]["id"] == "last" and responses[6]["answer"] == "Thomas Egerton"
 
 
-def test_checkpoint_without_squad_head(minilm_dir):
-  """A pre-trained model (MiniLM, HF weights) has no cls/squad/ head: a clear error."""
+def _tiny_config(tmp_path):
+  import modeling  # pylint: disable=import-outside-toplevel
+  return modeling.BertConfig.from_json_file(
+      str(write_tiny_config(tmp_path / "bert_config.json", 30522, dropout=0.0)))
+
+
+def test_checkpoint_without_squad_head(tmp_path):
+  """A pre-trained encoder (no cls/squad/ head) is refused with the missing variables."""
   import checkpoints  # pylint: disable=import-outside-toplevel
   import inference  # pylint: disable=import-outside-toplevel
-  config = checkpoints.config_for_checkpoint(str(minilm_dir))
+  import modeling  # pylint: disable=import-outside-toplevel
+  config = _tiny_config(tmp_path)
+  encoder = modeling.BertModel(config)
+  checkpoints.write_tf1_checkpoint(checkpoints.model_tensors(encoder),
+                                   str(tmp_path / "bert_model.ckpt"))
   with pytest.raises(ValueError, match=r"not a model fine-tuned for SQuAD[\s\S]*"
                                        r"model variable not initialised: cls/squad/"):
-    inference.load_model(str(minilm_dir), config)
+    inference.load_model(str(tmp_path / "bert_model.ckpt"), config)
+
+
+def test_one_trace_for_every_request(tmp_path, uncased_vocab):
+  """The forward pass is traced once, whatever the number of windows of a request."""
+  import finetuning  # pylint: disable=import-outside-toplevel
+  import inference  # pylint: disable=import-outside-toplevel
+  answerer = inference.QuestionAnswerer(
+      finetuning.BertSquad(_tiny_config(tmp_path)),
+      tokenization.FullTokenizer(str(uncased_vocab)), batch_size=2, **WINDOWS)
+  for context in (PEMBERLEY, AUSTEN, AUSTEN + " " + PEMBERLEY):
+    response = answerer.answer("Who?", context)
+    assert response["answer"] and len(response["nbest"]) <= 20
+  assert answerer._predict.experimental_get_tracing_count() == 1  # pylint: disable=protected-access
+  with pytest.raises(ValueError, match="The max_seq_length \\(16\\) must be greater"):
+    inference.QuestionAnswerer(None, None, max_seq_length=16, max_query_length=13)
