@@ -27,7 +27,8 @@ per line); for test.txt (--do_predict) the same as test_results.txt, test_report
 test_predictions.txt. Entity metrics are written when every tag is O or B-/I-/E-/S-<type>
 (BIO, IOB1, IOBES); for other tag sets (e.g. POS tags) only the accuracy.
 
-With --use_horovod each rank trains on its shard of the windows (global batch =
+Training steps count windows: int(windows / global batch x num_train_epochs). With
+--use_horovod each rank trains on its shard of the windows (global batch =
 train_batch_size x ranks x num_accumulation_steps); eval and predict run on rank 0 only.
 """
 import os
