@@ -332,9 +332,9 @@ def train(trainer: training.Trainer, arrays: dict, world, train_batch_size: int)
   num_examples = len(next(iter(arrays.values())))
   logging.info(
       "***** Training: %d examples; %d ranks x %d x %d accumulation steps = global batch %d; "
-      "learning rate %g (not scaled), %s, precision %s%s; %d steps *****", num_examples,
+      "learning rate %g (not scaled), %s, dtype policy %s%s; %d steps *****", num_examples,
       world.size, train_batch_size, FLAGS.num_accumulation_steps, global_batch,
-      FLAGS.learning_rate, FLAGS.optimizer_type, FLAGS.precision,
+      FLAGS.learning_rate, FLAGS.optimizer_type, keras.mixed_precision.global_policy().name,
       ", XLA" if FLAGS.use_xla else "", trainer.config.num_train_steps)
   dataset = train_dataset(arrays, train_batch_size, world.rank, world.size, FLAGS.seed)
   return trainer.train(training.stack_micro_batches(dataset, FLAGS.num_accumulation_steps))
