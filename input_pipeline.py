@@ -5,6 +5,10 @@ ranks, each rank keeps every size-th record). Reads are interleaved across files
 in parallel; training input is shuffled with a seed per rank, repeated, batched with
 drop_remainder and prefetched. The order is deterministic for a given seed, so a resumed run
 can skip exactly the batches it already consumed.
+
+Files written by `create_pretraining_data.py --no_masking` hold unmasked instances (no
+`masked_lm_*` features); read them with `masked=False` and mask the batches with
+pretraining_sources.mask_dataset (run_pretraining's --dynamic_masking).
 """
 import glob
 
@@ -14,17 +18,18 @@ import tensorflow as tf
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def expand_input_files(patterns: str) -> list[str]:
-  """Comma-separated files or globs -> sorted paths; a pattern matching nothing is an error."""
+def expand_input_files(patterns: str, flag_name: str = "--input_file") -> list[str]:
+  """Comma-separated files or globs -> sorted paths; a pattern matching nothing is an error
+  that names `flag_name`."""
   files = []
   for pattern in filter(None, (p.strip() for p in patterns.split(","))):
     matches = sorted(tf.io.gfile.glob(pattern)) if any(c in pattern for c in "*?[") else (
         [pattern] if tf.io.gfile.exists(pattern) else [])
     if not matches:
-      raise FileNotFoundError(f"--input_file: no file matches {pattern!r}")
+      raise FileNotFoundError(f"{flag_name}: no file matches {pattern!r}")
     files.extend(matches)
   if not files:
-    raise ValueError("--input_file is empty")
+    raise ValueError(f"{flag_name} is empty")
   return files
 
 
@@ -34,8 +39,13 @@ def compression_of(path: str) -> str:
     return "GZIP" if f.read(2) == _GZIP_MAGIC else ""
 
 
-def pretraining_features(max_seq_length: int, max_predictions_per_seq: int) -> dict:
-  return {
+MASKED_LM_FEATURES = ("masked_lm_positions", "masked_lm_ids", "masked_lm_weights")
+
+
+def pretraining_features(max_seq_length: int, max_predictions_per_seq: int,
+                         masked: bool = True) -> dict:
+  """Google's feature spec; without the masked_lm_* features when `masked` is False."""
+  spec = {
       "input_ids": tf.io.FixedLenFeature([max_seq_length], tf.int64),
       "input_mask": tf.io.FixedLenFeature([max_seq_length], tf.int64),
       "segment_ids": tf.io.FixedLenFeature([max_seq_length], tf.int64),
@@ -44,25 +54,33 @@ def pretraining_features(max_seq_length: int, max_predictions_per_seq: int) -> d
       "masked_lm_weights": tf.io.FixedLenFeature([max_predictions_per_seq], tf.float32),
       "next_sentence_labels": tf.io.FixedLenFeature([1], tf.int64),
   }
+  if not masked:
+    for name in MASKED_LM_FEATURES:
+      del spec[name]
+  return spec
 
 
 def check_pretraining_files(files: list[str], max_seq_length: int, max_predictions_per_seq: int,
-                            vocab_size: int, records_to_check: int = 100) -> None:
+                            vocab_size: int, records_to_check: int = 100,
+                            masked: bool = True) -> None:
   """Fails fast, naming the file and record, when the data does not fit the flags or config.
 
-  Reads the first records of every file: feature lengths must equal --max_seq_length and
-  --max_predictions_per_seq, and every id must be below the config's vocab_size (a larger id
-  reads out of the embedding table: NaNs on GPU, as Google's README warns).
+  Reads the first records of every file: they must be masked instances (`masked`) or unmasked
+  ones (create_pretraining_data.py --no_masking, for --dynamic_masking); feature lengths must
+  equal --max_seq_length and --max_predictions_per_seq, and every id must be below the
+  config's vocab_size (a larger id reads out of the embedding table: NaNs on GPU, as Google's
+  README warns).
   """
   expected = {"input_ids": max_seq_length, "input_mask": max_seq_length,
-              "segment_ids": max_seq_length, "masked_lm_positions": max_predictions_per_seq,
-              "masked_lm_ids": max_predictions_per_seq,
-              "masked_lm_weights": max_predictions_per_seq, "next_sentence_labels": 1}
+              "segment_ids": max_seq_length, "next_sentence_labels": 1}
+  if masked:
+    expected.update({name: max_predictions_per_seq for name in MASKED_LM_FEATURES})
   for path in files:
     records = tf.data.TFRecordDataset(path, compression_type=compression_of(path))
     for index, record in enumerate(records.take(records_to_check)):
       example = tf.train.Example.FromString(record.numpy())
       feature = example.features.feature
+      _check_masking_kind(path, index, feature, masked)
       for name, length in expected.items():
         if name not in feature:
           raise ValueError(f"{path}: record {index} has no feature {name!r}; expected Google's "
@@ -74,16 +92,31 @@ def check_pretraining_files(files: list[str], max_seq_length: int, max_predictio
           raise ValueError(f"{path}: record {index}: {name} has length {len(values)}, expected "
                            f"{length}" + (f" ({flag}={length}); the data was written with "
                                           f"{flag}={len(values)}" if flag else ""))
-      largest = max(max(feature["input_ids"].int64_list.value),
-                    max(feature["masked_lm_ids"].int64_list.value))
+      largest = max(max(feature[name].int64_list.value)
+                    for name in ("input_ids", "masked_lm_ids") if name in expected)
       if largest >= vocab_size:
         raise ValueError(f"{path}: record {index} holds token id {largest}, but the model's "
                          f"vocab_size is {vocab_size}: the data was made with a larger "
                          "vocabulary than bert_config.json declares")
 
 
-def _parse_fn(max_seq_length, max_predictions_per_seq, vocab_size):
-  spec = pretraining_features(max_seq_length, max_predictions_per_seq)
+def _check_masking_kind(path, index, feature, masked):
+  """A record must be masked or unmasked as the run expects (--dynamic_masking or not)."""
+  present = [name for name in MASKED_LM_FEATURES if name in feature]
+  if masked and not present:
+    raise ValueError(
+        f"{path}: record {index} is an unmasked instance (no masked_lm_* features, as "
+        "create_pretraining_data.py --no_masking writes): pass --dynamic_masking (with "
+        "--vocab_file) to mask it while training, or make the data without --no_masking")
+  if not masked and present:
+    raise ValueError(
+        f"{path}: record {index} is already masked (it has {', '.join(present)}): "
+        "--dynamic_masking reads unmasked instances; make them with "
+        "create_pretraining_data.py --no_masking, or train without --dynamic_masking")
+
+
+def _parse_fn(max_seq_length, max_predictions_per_seq, vocab_size, masked):
+  spec = pretraining_features(max_seq_length, max_predictions_per_seq, masked)
 
   def parse(serialized):
     """serialized: [B] strings -> {name: [B, length]} int32 / float32."""
@@ -99,7 +132,7 @@ def pretraining_dataset(files: list[str], batch_size: int, max_seq_length: int,
                         max_predictions_per_seq: int, vocab_size: int, is_training: bool,
                         rank: int = 0, num_ranks: int = 1, seed: int = 12345,
                         shuffle: bool = True, cycle_length: int = 4,
-                        shuffle_buffer: int = 10000) -> tf.data.Dataset:
+                        shuffle_buffer: int = 10000, masked: bool = True) -> tf.data.Dataset:
   """Batches of pre-training features for one rank.
 
   Args:
@@ -108,6 +141,8 @@ def pretraining_dataset(files: list[str], batch_size: int, max_seq_length: int,
     is_training: repeat forever and (with `shuffle`) shuffle files and records.
     rank, num_ranks: this rank's shard of the files (or of the records, with fewer files).
     shuffle: False reads files in order, `batch_size` consecutive records from each in turn.
+    masked: False reads unmasked instances (create_pretraining_data.py --no_masking): no
+      masked_lm_* features; pretraining_sources.mask_dataset masks them.
   Returns:
     A dataset of {feature: [batch_size, length]} (int32, masked_lm_weights float32).
   """
@@ -130,7 +165,7 @@ def pretraining_dataset(files: list[str], batch_size: int, max_seq_length: int,
   if is_training and shuffle:
     dataset = dataset.shuffle(shuffle_buffer, seed=seed + rank)
   dataset = dataset.batch(batch_size, drop_remainder=is_training)
-  dataset = dataset.map(_parse_fn(max_seq_length, max_predictions_per_seq, vocab_size),
+  dataset = dataset.map(_parse_fn(max_seq_length, max_predictions_per_seq, vocab_size, masked),
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return dataset.prefetch(tf.data.AUTOTUNE)
 

@@ -11,6 +11,17 @@ Single process:
 Two ranks (Gloo or MPI underneath):
   horovodrun -np 2 python run_pretraining.py --use_horovod=True ...
 
+Beyond Google's script (pretraining_sources.py):
+  --only_mlm_loss      masked LM only: no next-sentence head or loss (NSP labels in the data
+                       are ignored; the exported checkpoint has no cls/seq_relationship).
+  --dynamic_masking    --input_file holds unmasked instances (create_pretraining_data.py
+                       --no_masking); each batch is masked while training with
+                       create_pretraining_data's masking (--masked_lm_prob,
+                       --max_predictions_per_seq, --do_whole_word_mask, --vocab_file): new masks
+                       every epoch, keyed by (--seed, rank, batch index).
+  --input_text_file    instead of --input_file: sentence-per-line documents, turned into masked
+                       instances while training (no TFRecord step), streamed and sharded by rank.
+
 The learning rate is never scaled by the number of ranks: the log states the global batch
 (train_batch_size x ranks x num_accumulation_steps) and the learning rate used.
 """
@@ -72,6 +83,31 @@ def define_flags():
                     "Shuffle files and records (False: files in order, for exact comparisons).")
   flags.DEFINE_bool("strict_init_checkpoint", False,
                     "Any unexpected checkpoint/model mismatch in --init_checkpoint is an error.")
+  # Pre-training options of NeMo (--only_mlm_loss, raw text) and dynamic masking.
+  flags.DEFINE_bool("only_mlm_loss", False,
+                    "Masked LM loss only: no next-sentence head; NSP labels in the data are "
+                    "ignored.")
+  flags.DEFINE_bool("dynamic_masking", False,
+                    "--input_file holds unmasked instances (create_pretraining_data.py "
+                    "--no_masking): mask every batch while training, new masks each epoch, "
+                    "deterministic per --seed, rank and batch. Needs --vocab_file.")
+  flags.DEFINE_string("input_text_file", None,
+                      "Instead of --input_file: raw text (sentence per line, blank line between "
+                      "documents; comma-separated, globs), made into masked instances while "
+                      "training, sharded by rank. Needs --vocab_file.")
+  # create_pretraining_data.py's flags, for --dynamic_masking and --input_text_file.
+  flags.DEFINE_string("vocab_file", None, "WordPiece vocab, for masking while training.")
+  flags.DEFINE_string("spm_model_file", None,
+                      "A sentencepiece model to use instead of --vocab_file's WordPiece.")
+  flags.DEFINE_bool("do_lower_case", True, "Lower-case --input_text_file (uncased models).")
+  flags.DEFINE_bool("do_whole_word_mask", False,
+                    "Mask whole words rather than single WordPieces (masking while training).")
+  flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability (masking while training).")
+  flags.DEFINE_float("short_seq_prob", 0.1, "Probability of instances shorter than the maximum "
+                     "length (--input_text_file).")
+  flags.DEFINE_integer("chunk_bytes", 1 << 18,
+                       "--input_text_file: text per chunk of whole documents; the random next "
+                       "sentence comes from the same chunk.")
 
 
 def validate_flags(config):
@@ -85,11 +121,78 @@ def validate_flags(config):
     raise app.UsageError("--phase2 starts from the phase-1 weights: give --init_checkpoint")
   if FLAGS.num_accumulation_steps < 1:
     raise app.UsageError("--num_accumulation_steps must be >= 1")
+  masks_while_training = FLAGS.dynamic_masking or FLAGS.input_text_file
+  if masks_while_training and not (FLAGS.vocab_file or FLAGS.spm_model_file):
+    option = "--input_text_file" if FLAGS.input_text_file else "--dynamic_masking"
+    raise app.UsageError(f"{option} masks while training and needs the vocabulary: pass "
+                         "--vocab_file (or --spm_model_file)")
+  if FLAGS.do_whole_word_mask and not masks_while_training:
+    raise app.UsageError("--do_whole_word_mask applies when masking while training "
+                         "(--dynamic_masking or --input_text_file); masked TFRecords were "
+                         "masked by create_pretraining_data.py --do_whole_word_mask")
+  if FLAGS.dynamic_masking and FLAGS.input_text_file:
+    raise app.UsageError("--dynamic_masking reads TFRecords from --input_file; "
+                         "--input_text_file always masks while training: pass only one")
 
 
 def pretraining_loss_fn(model, features, training):
   import modeling  # pylint: disable=import-outside-toplevel
   return modeling.pretraining_losses(model(features, training=training), features)
+
+
+class InputSource:
+  """The run's training and eval data: masked TFRecords (Google's), unmasked TFRecords masked
+  while training (--dynamic_masking), or raw text (--input_text_file)."""
+
+  def __init__(self, config):
+    import input_pipeline  # pylint: disable=import-outside-toplevel
+    import pretraining_sources  # pylint: disable=import-outside-toplevel
+    self._input_pipeline = input_pipeline
+    self._sources = pretraining_sources
+    self.vocab_size = config.vocab_size
+    self.masking = None
+    if FLAGS.dynamic_masking or FLAGS.input_text_file:
+      encoder, vocab, vocab_source = pretraining_sources.load_encoder_and_vocab(
+          FLAGS.vocab_file, FLAGS.spm_model_file, FLAGS.do_lower_case)
+      if len(vocab) > config.vocab_size:
+        raise ValueError(f"{vocab_source} has {len(vocab)} tokens, but the model's vocab_size "
+                         f"is {config.vocab_size} ({FLAGS.bert_config_file})")
+      self.masking = pretraining_sources.masking_config(
+          vocab, vocab_source, FLAGS.masked_lm_prob, FLAGS.max_predictions_per_seq,
+          FLAGS.do_whole_word_mask, is_sentencepiece=bool(FLAGS.spm_model_file))
+    if FLAGS.input_text_file:
+      self.text = pretraining_sources.TextSource(
+          files=tuple(input_pipeline.expand_input_files(FLAGS.input_text_file,
+                                                        "--input_text_file")),
+          encoder=encoder, cls_id=self.masking.cls_id, sep_id=self.masking.sep_id,
+          max_seq_length=FLAGS.max_seq_length, short_seq_prob=FLAGS.short_seq_prob,
+          chunk_bytes=FLAGS.chunk_bytes)
+    else:
+      self.text = None
+      self.files = input_pipeline.expand_input_files(FLAGS.input_file)
+      input_pipeline.check_pretraining_files(
+          self.files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, config.vocab_size,
+          masked=not FLAGS.dynamic_masking)
+
+  def describe(self) -> str:
+    if self.text is not None:
+      return (f"{len(self.text.files)} text file(s), instances and masks made while training")
+    return f"{len(self.files)} TFRecord file(s)" + (
+        ", masked while training" if FLAGS.dynamic_masking else "")
+
+  def dataset(self, batch_size, is_training, rank=0, num_ranks=1):
+    """Batches of Google's pre-training features for one rank (see input_pipeline)."""
+    if self.text is not None:
+      return self._sources.text_dataset(
+          self.text, self.masking, batch_size, is_training, rank=rank, num_ranks=num_ranks,
+          seed=FLAGS.seed, shuffle=FLAGS.shuffle_input)
+    dataset = self._input_pipeline.pretraining_dataset(
+        self.files, batch_size, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq,
+        self.vocab_size, is_training=is_training, rank=rank, num_ranks=num_ranks,
+        seed=FLAGS.seed, shuffle=FLAGS.shuffle_input, masked=self.masking is None)
+    if self.masking is not None:
+      dataset = self._sources.mask_dataset(dataset, self.masking, FLAGS.seed, rank)
+    return dataset
 
 
 def main(_):
@@ -98,7 +201,6 @@ def main(_):
 
   import checkpoints  # pylint: disable=import-outside-toplevel
   import distributed  # pylint: disable=import-outside-toplevel
-  import input_pipeline  # pylint: disable=import-outside-toplevel
   import modeling  # pylint: disable=import-outside-toplevel
   import optimization  # pylint: disable=import-outside-toplevel
   import training  # pylint: disable=import-outside-toplevel
@@ -113,10 +215,8 @@ def main(_):
   training.set_precision(precision)
   keras.utils.set_random_seed(FLAGS.seed)
 
-  files = input_pipeline.expand_input_files(FLAGS.input_file)
-  input_pipeline.check_pretraining_files(files, FLAGS.max_seq_length,
-                                         FLAGS.max_predictions_per_seq, config.vocab_size)
-  model = modeling.BertPretrainingModel(config)
+  source = InputSource(config)
+  model = modeling.BertPretrainingModel(config, use_next_sentence=not FLAGS.only_mlm_loss)
   loss_scale = optimization.DynamicLossScale() if precision == "fp16" else None
   optimizer = optimization.create_optimizer(
       FLAGS.learning_rate, FLAGS.num_train_steps, FLAGS.num_warmup_steps,
@@ -143,21 +243,18 @@ def main(_):
     global_batch = FLAGS.train_batch_size * world.size * FLAGS.num_accumulation_steps
     logging.info(
         "***** Training: %d ranks x %d sequences x %d accumulation steps = global batch %d; "
-        "learning rate %g (not scaled), %s, precision %s%s; steps %d -> %d *****",
+        "learning rate %g (not scaled), %s, precision %s%s; steps %d -> %d; %s%s *****",
         world.size, FLAGS.train_batch_size, FLAGS.num_accumulation_steps, global_batch,
         FLAGS.learning_rate, FLAGS.optimizer_type, precision, ", XLA" if FLAGS.use_xla else "",
-        step, FLAGS.num_train_steps)
-    dataset = input_pipeline.pretraining_dataset(
-        files, FLAGS.train_batch_size, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq,
-        config.vocab_size, is_training=True, rank=world.rank, num_ranks=world.size,
-        seed=FLAGS.seed, shuffle=FLAGS.shuffle_input)
+        step, FLAGS.num_train_steps, source.describe(),
+        "; masked LM loss only" if FLAGS.only_mlm_loss else "")
+    dataset = source.dataset(FLAGS.train_batch_size, is_training=True, rank=world.rank,
+                             num_ranks=world.size)
     trainer.train(training.stack_micro_batches(dataset, FLAGS.num_accumulation_steps))
     trainer.export_tf1(config)
 
   if FLAGS.do_eval and world.is_chief:
-    dataset = input_pipeline.pretraining_dataset(
-        files, FLAGS.eval_batch_size, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq,
-        config.vocab_size, is_training=False)
+    dataset = source.dataset(FLAGS.eval_batch_size, is_training=False)
     results = trainer.evaluate(dataset, FLAGS.max_eval_steps)
     results["global_step"] = int(trainer.step.numpy())
     path = os.path.join(FLAGS.output_dir, "eval_results.txt")
@@ -168,5 +265,6 @@ def main(_):
 
 if __name__ == "__main__":
   define_flags()
-  flags.mark_flags_as_required(["bert_config_file", "input_file", "output_dir"])
+  flags.mark_flags_as_required(["bert_config_file", "output_dir"])
+  flags.mark_flags_as_mutual_exclusive(["input_file", "input_text_file"], required=True)
   app.run(main)
