@@ -4,8 +4,8 @@ One optimizer step consumes `num_accumulation_steps` micro-batches in a single `
 forward/backward per micro-batch (XLA-compiled with --use_xla), gradients summed in float32,
 one grouped all-reduce (or one per micro-batch without --allreduce_post_accumulation), then the
 optimizer's unscale -> finite check -> clip -> update. Horovod's ops are not XLA-compilable,
-so with --use_xla the forward/backward and the optimizer update are jit-compiled separately,
-with the all-reduce between them.
+so --use_xla jit-compiles the forward/backward only. The optimizer update is always
+jit-compiled, on its own, after the all-reduce.
 
 Checkpoints hold the model, the optimizer (slots, iterations, loss scale) and the step, which
 is also the input position: a restart skips the batches already consumed. Only rank 0
@@ -104,10 +104,11 @@ class Trainer:
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, config.output_dir, max_to_keep=config.keep_checkpoint_max)
     self._forward_backward = tf.function(self._gradients, jit_compile=config.use_xla)
-    # The update reads and writes every weight and both Adam slots: without XLA each of its
-    # ~15 element-wise ops is a pass over memory, jit-compiled it is one fused pass per
-    # variable (BERT-base: 3x less CPU time for the apply).
-    self._apply_gradients = tf.function(self._apply, jit_compile=config.use_xla)
+    # The update reads and writes every weight and both Adam slots: op by op, each of its ~15
+    # element-wise ops is a pass over memory; jit-compiled it is one fused pass per variable
+    # (BERT-base on CPU: 1.5 -> 0.5 CPU-s per step, 10% of the whole step). It is pure
+    # element-wise math, so XLA is always available for it, with or without --use_xla.
+    self._apply_gradients = tf.function(self._apply, jit_compile=True)
     self._train_step = tf.function(self._step)
     self._summary_writer = (tf.summary.create_file_writer(config.output_dir)
                             if world.is_chief else None)
