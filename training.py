@@ -122,7 +122,18 @@ class Trainer:
     return tape.gradient(scaled_loss, self.variables), metrics
 
   def _apply(self, grads):
+    """Applies the all-reduced gradients; returns their global norm (unscaled, before
+    clipping). Jit-compiled: densify, norm, clip and update fuse into a few passes."""
+    # Dense once here (the update is dense anyway): the squares of an IndexedSlices' values
+    # are not the squares of its rows when a token id repeats in the batch.
+    grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+    # Of the averaged, unscaled gradient (before clipping): equal on every rank, and what
+    # shows that the all-reduce averages (Adam's update alone hardly depends on the scale).
+    gradient_norm = optimization.global_norm(grads)
+    if self.optimizer.loss_scale is not None:
+      gradient_norm = gradient_norm / self.optimizer.loss_scale.scale
     self.optimizer.apply(grads, self.variables)
+    return gradient_norm
 
   def _step(self, stacked_features):
     """One optimizer step over N stacked micro-batches ({name: [N, B, ...]})."""
@@ -141,15 +152,7 @@ class Trainer:
         grads = self.world.allreduce_gradients(grads)
     else:
       grads = self.world.allreduce_gradients(grads)
-    # Dense once here (the update is dense anyway): the squares of an IndexedSlices' values
-    # are not the squares of its rows when a token id repeats in the batch.
-    grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
-    # Of the averaged, unscaled gradient (before clipping): equal on every rank, and what
-    # shows that the all-reduce averages (Adam's update alone hardly depends on the scale).
-    gradient_norm = optimization.global_norm(grads)
-    if self.optimizer.loss_scale is not None:
-      gradient_norm = gradient_norm / self.optimizer.loss_scale.scale
-    self._apply_gradients(grads)
+    gradient_norm = self._apply_gradients(grads)
     if self.accumulator is not None:
       self.accumulator.reset()
     self.step.assign_add(1)
