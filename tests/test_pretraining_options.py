@@ -245,6 +245,18 @@ def test_data_checks_tell_masked_from_unmasked_files(data):
                                            masked=False)
 
 
+def test_masking_needs_a_vocab_with_the_special_tokens(tmp_path):
+  import bulk_tokenization  # pylint: disable=import-outside-toplevel
+  import pretraining_sources  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ValueError, match=r"pass --vocab_file \(WordPiece\) or --spm_model_file"):
+    pretraining_sources.load_encoder_and_vocab(None)
+  no_mask = tmp_path / "vocab.txt"
+  no_mask.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nthe\n##s\n", encoding="utf-8")
+  with pytest.raises(ValueError, match=r"vocab\.txt: the vocabulary lacks \[MASK\]"):
+    pretraining_sources.masking_config(bulk_tokenization.load_vocab(str(no_mask)), str(no_mask),
+                                       0.15, 20, do_whole_word_mask=False)
+
+
 # ----------------------------------------------------------------------------- raw text
 
 def text_source(data, files, chunk_bytes=4096):
