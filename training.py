@@ -171,7 +171,21 @@ class Trainer:
       elif init_fn is not None:
         init_fn()
     self.world.broadcast_variables(self._state_variables())
+    self._decorrelate_dropout()
     return int(self.step.numpy())
+
+  def _decorrelate_dropout(self):
+    """Gives each rank its own dropout stream after the broadcast copied rank 0's.
+
+    A Keras SeedGenerator state is [stream, counter] and each draw advances the counter, so
+    offsetting the stream by the rank keeps the ranks apart for good. Rank 0 keeps its stream:
+    a single process, and a resumed job (only rank 0's state is saved), draw the same masks.
+    """
+    if self.world.rank == 0:
+      return
+    for state in self.random_state:
+      offset = tf.constant([self.world.rank, 0], dtype=state.dtype)
+      state.assign(state + offset)
 
   def _state_variables(self):
     state = list(self.model.variables) + list(self.optimizer.variables) + [self.step]
