@@ -132,6 +132,30 @@ def measure_matmul_peak_gflops(seconds_per_shape: float = 1.5) -> tuple[float, s
   return best, best_shape
 
 
+def make_gemm_probe(m: int = 1024, k: int = 768, n: int = 3072, repeats: int = 4):
+  """A short fp32 GEMM burst to time between the model's steps: returns (run, flops).
+
+  The machine's load changes from second to second, so a peak measured once, at the start,
+  can be far from what the cores give during a step. Timing this probe in every round, next
+  to the steps, gives each step's MFU against the GEMM rate of the same moment.
+  """
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  a = tf.random.normal((m, k))
+  b = tf.random.normal((k, n))
+
+  @tf.function
+  def chain(a, b):
+    total = tf.zeros((m, n))
+    for r in range(repeats):
+      total += tf.matmul(a * (1.0 + r * 1e-3), b)
+    return tf.reduce_sum(total)
+
+  def run():
+    chain(a, b).numpy()
+
+  return run, 2 * m * k * n * repeats
+
+
 def load_report() -> str:
   """The 1-minute load average and core count, to print next to noisy numbers."""
   one, five, _ = os.getloadavg()
