@@ -1,21 +1,21 @@
 """What run_classifier.py and run_squad.py share: flags, the task heads, the loop glue.
 
-* Flags: Google's common fine-tuning flags (same names and defaults) and the training block
-  of run_pretraining.py (--use_horovod, --optimizer_type, --auto_mixed_precision/--precision,
-  --use_xla, --num_accumulation_steps, ...), defined once here.
+* Flags: Google's common fine-tuning flags (same names and defaults) and run_pretraining.py's
+  training block (common_flags.define_training_flags: --use_horovod, --optimizer_type,
+  --auto_mixed_precision/--precision, --use_xla, --num_accumulation_steps, ...).
 * Heads, with Google's variable names so a fine-tuned model exports to Google's checkpoints:
   `BertClassifier` (root-level `output_weights` [num_labels, H], `output_bias`) and
   `BertSquad` (`cls/squad/output_weights` [2, H], `cls/squad/output_bias`), each holding its
   BertModel as `.bert` (the attribute checkpoints.read_our_checkpoint looks for).
-* Glue: world + precision + seed (`setup`), the optimizer and Trainer (`build_trainer`),
-  initialisation from --init_checkpoint (Google TF1, Hugging Face or ours; the new head is
+* Glue: config + world + precision + seed (`setup`), the Trainer (common_flags.build_trainer)
+  initialised from --init_checkpoint (Google TF1, Hugging Face or ours; the new head is
   allowed to be missing), the rank-sharded in-memory train input and batched prediction.
 
 Steps follow Google: num_train_steps = int(num_examples / global_batch * num_train_epochs),
 num_warmup_steps = int(num_train_steps * warmup_proportion), with global_batch =
 train_batch_size x ranks x num_accumulation_steps (the learning rate is never scaled).
 """
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import keras
 import numpy as np
@@ -25,9 +25,8 @@ from absl import logging
 from keras import ops
 
 import checkpoints
-import distributed
+import common_flags
 import modeling
-import optimization
 import tokenization
 import training
 
@@ -35,16 +34,6 @@ FLAGS = flags.FLAGS
 
 
 # --------------------------------------------------------------------------------- flags
-
-def define_tokenizer_flags() -> None:
-  """--vocab_file, --spm_model_file, --do_lower_case."""
-  flags.DEFINE_string("vocab_file", None, "The vocabulary file that the BERT model was "
-                      "trained on (WordPiece vocab.txt).")
-  flags.DEFINE_string("spm_model_file", None, "A SentencePiece model file, instead of "
-                      "--vocab_file.")
-  flags.DEFINE_bool("do_lower_case", True, "Whether to lower case the input text. Should be "
-                    "True for uncased models and False for cased models.")
-
 
 def define_finetuning_flags() -> None:
   """Google's flags common to run_classifier and run_squad, and the training block."""
@@ -60,32 +49,7 @@ def define_finetuning_flags() -> None:
                      "learning rate warmup for. E.g., 0.1 = 10% of training.")
   flags.DEFINE_integer("save_checkpoints_steps", 1000, "How often to save the model "
                        "checkpoint.")
-  flags.DEFINE_integer("iterations_per_loop", 1000, "Google's TPU host-loop size. Here: the "
-                       "default for --log_freq when --log_freq is not given.")
-  define_training_flags()
-  flags.DEFINE_bool("strict_init_checkpoint", False, "Any unexpected checkpoint/model "
-                    "mismatch in --init_checkpoint (other than the new head) is an error.")
-
-
-def define_training_flags() -> None:
-  """The training block of run_pretraining.py: same names, defaults and meanings."""
-  # The ROCm fork's.
-  flags.DEFINE_bool("use_horovod", False, "Data-parallel training with Horovod.")
-  flags.DEFINE_enum("optimizer_type", "adam", ["adam", "lamb", "nadam", "nlamb"], "Optimizer.")
-  flags.DEFINE_bool("auto_mixed_precision", False, "Mixed precision fp16 (--precision=fp16).")
-  flags.DEFINE_alias("auto_mixed_precisioin", "auto_mixed_precision")  # the fork's spelling
-  # NVIDIA's.
-  flags.DEFINE_integer("num_accumulation_steps", 1, "Micro-batches per optimizer step.")
-  flags.DEFINE_bool("allreduce_post_accumulation", True,
-                    "All-reduce once per optimizer step after accumulating (True), or after "
-                    "every micro-batch (False).")
-  flags.DEFINE_bool("use_xla", False, "XLA-compile the forward/backward pass.")
-  flags.DEFINE_bool("fp16_allreduce", False, "Compress the gradient all-reduce to float16.")
-  flags.DEFINE_enum("precision", "fp32", ["fp32", "fp16", "bf16"], "Compute precision.")
-  flags.DEFINE_integer("log_freq", None, "Log every this many steps "
-                       "(default: min(--iterations_per_loop, 100)).")
-  flags.DEFINE_integer("keep_checkpoint_max", 5, "Checkpoints to keep.")
-  flags.DEFINE_integer("seed", 12345, "Random seed for initialisation and input order.")
+  common_flags.define_training_flags(head_may_be_missing=True)
 
 
 # --------------------------------------------------------------------------------- heads
@@ -256,13 +220,7 @@ def setup(max_seq_length: int):
                      f"({FLAGS.bert_config_file})")
   if FLAGS.num_accumulation_steps < 1:
     raise ValueError("--num_accumulation_steps must be >= 1")
-  world = distributed.make_world(FLAGS.use_horovod, FLAGS.fp16_allreduce)
-  if not world.is_chief:
-    logging.set_verbosity(logging.WARNING)
-  precision = training.resolve_precision(FLAGS.precision, FLAGS.auto_mixed_precision)
-  training.set_precision(precision)
-  keras.utils.set_random_seed(FLAGS.seed)
-  tf.io.gfile.makedirs(FLAGS.output_dir)
+  world, precision = common_flags.start_run()
   return config, world, precision
 
 
@@ -287,28 +245,6 @@ def train_steps(num_examples: int, global_batch: int, num_train_epochs: float,
                      f"for {num_train_epochs} epochs make 0 optimizer steps; lower "
                      "--train_batch_size or raise --num_train_epochs")
   return num_train_steps, int(num_train_steps * warmup_proportion)
-
-
-def build_trainer(model, loss_fn: Callable, world, precision: str, num_train_steps: int,
-                  num_warmup_steps: int, train_batch_size: int,
-                  max_seq_length: int) -> training.Trainer:
-  """The optimizer (--optimizer_type, --learning_rate, Google's schedule) and the Trainer.
-
-  num_train_steps may be 0 (eval or predict only): the schedule then spans one step.
-  """
-  loss_scale = optimization.DynamicLossScale() if precision == "fp16" else None
-  optimizer = optimization.create_optimizer(
-      FLAGS.learning_rate, max(num_train_steps, 1), num_warmup_steps,
-      optimizer_type=FLAGS.optimizer_type, loss_scale=loss_scale)
-  loop_config = training.LoopConfig(
-      output_dir=FLAGS.output_dir, num_train_steps=num_train_steps,
-      num_accumulation_steps=FLAGS.num_accumulation_steps,
-      allreduce_post_accumulation=FLAGS.allreduce_post_accumulation, use_xla=FLAGS.use_xla,
-      log_freq=FLAGS.log_freq or min(FLAGS.iterations_per_loop, 100),
-      save_checkpoints_steps=FLAGS.save_checkpoints_steps,
-      keep_checkpoint_max=FLAGS.keep_checkpoint_max, micro_batch_size=train_batch_size,
-      seq_length=max_seq_length)
-  return training.Trainer(model, optimizer, loss_fn, world, loop_config)
 
 
 def restore_or_init(trainer: training.Trainer, head_prefixes: Sequence[str]) -> int:

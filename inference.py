@@ -32,6 +32,7 @@ from absl import flags
 from absl import logging
 
 import checkpoints
+import common_flags
 import finetuning
 import squad_lib
 import squad_postprocess
@@ -68,7 +69,7 @@ def define_flags():
   flags.DEFINE_float("null_score_diff_threshold", 0.0, "If null_score - best_non_null is "
                      "greater than the threshold predict null.")
   flags.DEFINE_integer("predict_batch_size", 8, "Windows per forward pass.")
-  finetuning.define_tokenizer_flags()
+  common_flags.define_tokenizer_flags()
 
 
 class QuestionAnswerer:

@@ -30,6 +30,7 @@ from absl import flags
 from absl import logging
 
 import classifier_data
+import common_flags
 import finetuning
 
 FLAGS = flags.FLAGS
@@ -50,7 +51,7 @@ def define_flags():
   flags.DEFINE_integer("train_batch_size", 32, "Batch size per rank for training.")
   flags.DEFINE_integer("eval_batch_size", 8, "Total batch size for eval.")
   flags.DEFINE_integer("predict_batch_size", 8, "Total batch size for predict.")
-  finetuning.define_tokenizer_flags()
+  common_flags.define_tokenizer_flags()
   finetuning.define_finetuning_flags()
   # The generic tsv task (classifier_data.TsvProcessor) and data options.
   flags.DEFINE_list("label_list", None, "tsv task: the labels, comma-separated, e.g. neg,pos.")
@@ -148,9 +149,9 @@ def main(_):
     num_train_steps, num_warmup_steps = finetuning.train_steps(
         len(train_examples), finetuning.global_batch_size(world, FLAGS.train_batch_size),
         FLAGS.num_train_epochs, FLAGS.warmup_proportion)
-  trainer = finetuning.build_trainer(model, finetuning.classifier_loss_fn, world, precision,
-                                     num_train_steps, num_warmup_steps,
-                                     FLAGS.train_batch_size, FLAGS.max_seq_length)
+  trainer = common_flags.build_trainer(
+      model, finetuning.classifier_loss_fn, world, precision, num_train_steps, num_warmup_steps,
+      FLAGS.train_batch_size, FLAGS.max_seq_length)
   finetuning.restore_or_init(trainer, finetuning.CLASSIFIER_HEAD)
 
   if FLAGS.do_train:

@@ -40,6 +40,7 @@ from absl import flags
 from absl import logging
 from keras import ops
 
+import common_flags
 import finetuning
 import modeling
 import ner_data
@@ -69,7 +70,7 @@ def define_flags():
                        "end; -1 is CoNLL-2003's NER column).")
   flags.DEFINE_string("label_list_file", None, "The tags, one per line in label-id order, for "
                       "runs without --do_train (default: --output_dir/label_list.txt).")
-  finetuning.define_tokenizer_flags()
+  common_flags.define_tokenizer_flags()
   finetuning.define_finetuning_flags()
 
 
@@ -247,9 +248,9 @@ def main(_):
     num_train_steps, num_warmup_steps = finetuning.train_steps(
         len(arrays["input_ids"]), finetuning.global_batch_size(world, FLAGS.train_batch_size),
         FLAGS.num_train_epochs, FLAGS.warmup_proportion)
-  trainer = finetuning.build_trainer(model, token_classification_loss_fn, world, precision,
-                                     num_train_steps, num_warmup_steps,
-                                     FLAGS.train_batch_size, FLAGS.max_seq_length)
+  trainer = common_flags.build_trainer(
+      model, token_classification_loss_fn, world, precision, num_train_steps, num_warmup_steps,
+      FLAGS.train_batch_size, FLAGS.max_seq_length)
   finetuning.restore_or_init(trainer, finetuning.CLASSIFIER_HEAD)
 
   if FLAGS.do_train:

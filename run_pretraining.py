@@ -27,11 +27,12 @@ The learning rate is never scaled by the number of ranks: the log states the glo
 """
 import json
 import os
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
+
+import common_flags
 
 FLAGS = flags.FLAGS
 
@@ -54,35 +55,18 @@ def define_flags():
   flags.DEFINE_integer("num_train_steps", 100000, "Number of optimizer steps.")
   flags.DEFINE_integer("num_warmup_steps", 10000, "Number of warmup steps.")
   flags.DEFINE_integer("save_checkpoints_steps", 1000, "How often to save a checkpoint.")
-  flags.DEFINE_integer("iterations_per_loop", 1000,
-                       "Google's TPU host-loop size. Here: the default for --log_freq when "
-                       "--log_freq is not given.")
   flags.DEFINE_integer("max_eval_steps", 100, "Maximum number of eval steps.")
-  # The ROCm fork's.
-  flags.DEFINE_bool("use_horovod", False, "Data-parallel training with Horovod.")
-  flags.DEFINE_enum("optimizer_type", "adam", ["adam", "lamb", "nadam", "nlamb"], "Optimizer.")
-  flags.DEFINE_bool("auto_mixed_precision", False, "Mixed precision fp16 (--precision=fp16).")
-  flags.DEFINE_alias("auto_mixed_precisioin", "auto_mixed_precision")  # the fork's spelling
+  # The ROCm fork's and NVIDIA's training block, --iterations_per_loop and
+  # --strict_init_checkpoint: the same flags as the fine-tuning scripts'.
+  common_flags.define_training_flags()
+  flags.adopt_module_key_flags(common_flags)  # so --help lists them as this script's
   # NVIDIA's.
-  flags.DEFINE_integer("num_accumulation_steps", 1, "Micro-batches per optimizer step.")
-  flags.DEFINE_bool("allreduce_post_accumulation", True,
-                    "All-reduce once per optimizer step after accumulating (True), or after "
-                    "every micro-batch (False).")
-  flags.DEFINE_bool("use_xla", False, "XLA-compile the forward/backward pass.")
-  flags.DEFINE_bool("fp16_allreduce", False, "Compress the gradient all-reduce to float16.")
-  flags.DEFINE_enum("precision", "fp32", ["fp32", "fp16", "bf16"], "Compute precision.")
-  flags.DEFINE_integer("log_freq", None, "Log every this many steps "
-                       "(default: min(--iterations_per_loop, 100)).")
-  flags.DEFINE_integer("keep_checkpoint_max", 5, "Checkpoints to keep.")
-  flags.DEFINE_integer("seed", 12345, "Random seed for initialisation and input order.")
   flags.DEFINE_bool("phase2", False,
                     "Second phase (e.g. seq 512): start from --init_checkpoint's weights with a "
                     "fresh optimizer and step, as NVIDIA's recipe does.")
   # Ours.
   flags.DEFINE_bool("shuffle_input", True,
                     "Shuffle files and records (False: files in order, for exact comparisons).")
-  flags.DEFINE_bool("strict_init_checkpoint", False,
-                    "Any unexpected checkpoint/model mismatch in --init_checkpoint is an error.")
   # Pre-training options of NeMo (--only_mlm_loss, raw text) and dynamic masking.
   flags.DEFINE_bool("only_mlm_loss", False,
                     "Masked LM loss only: no next-sentence head; NSP labels in the data are "
@@ -196,40 +180,19 @@ class InputSource:
 
 
 def main(_):
-  import keras  # pylint: disable=import-outside-toplevel
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
   import checkpoints  # pylint: disable=import-outside-toplevel
-  import distributed  # pylint: disable=import-outside-toplevel
   import modeling  # pylint: disable=import-outside-toplevel
-  import optimization  # pylint: disable=import-outside-toplevel
   import training  # pylint: disable=import-outside-toplevel
 
   config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
   validate_flags(config)
-  world = distributed.make_world(FLAGS.use_horovod, FLAGS.fp16_allreduce)
-  if not world.is_chief:
-    logging.set_verbosity(logging.WARNING)
-  tf.io.gfile.makedirs(FLAGS.output_dir)
-  precision = training.resolve_precision(FLAGS.precision, FLAGS.auto_mixed_precision)
-  training.set_precision(precision)
-  keras.utils.set_random_seed(FLAGS.seed)
+  world, precision = common_flags.start_run()
 
   source = InputSource(config)
   model = modeling.BertPretrainingModel(config, use_next_sentence=not FLAGS.only_mlm_loss)
-  loss_scale = optimization.DynamicLossScale() if precision == "fp16" else None
-  optimizer = optimization.create_optimizer(
-      FLAGS.learning_rate, FLAGS.num_train_steps, FLAGS.num_warmup_steps,
-      optimizer_type=FLAGS.optimizer_type, loss_scale=loss_scale)
-  log_freq = FLAGS.log_freq or min(FLAGS.iterations_per_loop, 100)
-  loop_config = training.LoopConfig(
-      output_dir=FLAGS.output_dir, num_train_steps=FLAGS.num_train_steps,
-      num_accumulation_steps=FLAGS.num_accumulation_steps,
-      allreduce_post_accumulation=FLAGS.allreduce_post_accumulation, use_xla=FLAGS.use_xla,
-      log_freq=log_freq, save_checkpoints_steps=FLAGS.save_checkpoints_steps,
-      keep_checkpoint_max=FLAGS.keep_checkpoint_max, micro_batch_size=FLAGS.train_batch_size,
-      seq_length=FLAGS.max_seq_length)
-  trainer = training.Trainer(model, optimizer, pretraining_loss_fn, world, loop_config)
+  trainer = common_flags.build_trainer(model, pretraining_loss_fn, world, precision,
+                                       FLAGS.num_train_steps, FLAGS.num_warmup_steps,
+                                       FLAGS.train_batch_size, FLAGS.max_seq_length)
 
   def init_weights():
     if FLAGS.init_checkpoint:

@@ -25,6 +25,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+import common_flags
 import finetuning
 import squad_lib
 
@@ -58,7 +59,7 @@ def define_flags():
                     "some that do not have an answer.")
   flags.DEFINE_float("null_score_diff_threshold", 0.0, "If null_score - best_non_null is "
                      "greater than the threshold predict null.")
-  finetuning.define_tokenizer_flags()
+  common_flags.define_tokenizer_flags()
   finetuning.define_finetuning_flags()
 
 
@@ -136,9 +137,9 @@ def main(_):
     num_train_steps, num_warmup_steps = finetuning.train_steps(
         len(train_examples), finetuning.global_batch_size(world, FLAGS.train_batch_size),
         FLAGS.num_train_epochs, FLAGS.warmup_proportion)
-  trainer = finetuning.build_trainer(model, finetuning.squad_loss_fn, world, precision,
-                                     num_train_steps, num_warmup_steps,
-                                     FLAGS.train_batch_size, FLAGS.max_seq_length)
+  trainer = common_flags.build_trainer(
+      model, finetuning.squad_loss_fn, world, precision, num_train_steps, num_warmup_steps,
+      FLAGS.train_batch_size, FLAGS.max_seq_length)
   finetuning.restore_or_init(trainer, finetuning.SQUAD_HEAD)
 
   if FLAGS.do_train:
