@@ -25,6 +25,7 @@ from absl import flags
 from absl import logging
 
 import checkpoints
+import common_flags
 import features_lib
 import modeling
 import tokenization
@@ -44,12 +45,7 @@ def define_flags():
   flags.DEFINE_integer("max_seq_length", 128, "The maximum total input sequence length after "
                        "WordPiece tokenization. Longer sequences are truncated.")
   flags.DEFINE_string("init_checkpoint", None, "Weights: Google TF1, Hugging Face or ours.")
-  flags.DEFINE_string("vocab_file", None, "The vocabulary file that the BERT model was "
-                      "trained on.")
-  flags.DEFINE_string("spm_model_file", None, "A SentencePiece model, instead of "
-                      "--vocab_file.")
-  flags.DEFINE_bool("do_lower_case", True, "Whether to lower case the input text. Should be "
-                    "True for uncased models and False for cased models.")
+  common_flags.define_tokenizer_flags()
   flags.DEFINE_integer("batch_size", 32, "Batch size for predictions.")
   flags.DEFINE_bool("use_xla", False, "XLA-compile the model.")
 

@@ -54,7 +54,7 @@ def define_finetuning_flags() -> None:
 
 # --------------------------------------------------------------------------------- heads
 
-def _dense_inputs(features: dict) -> dict:
+def bert_inputs(features: dict) -> dict:
   """The BertModel inputs of a feature dict (our feature dicts name token types
   "segment_ids", as Google's)."""
   return {"input_ids": features["input_ids"], "input_mask": features["input_mask"],
@@ -91,7 +91,7 @@ class BertClassifier(keras.Model):
     self.built = True
 
   def call(self, inputs, training=None):
-    pooled = self.bert(_dense_inputs(inputs), training=training)["pooled_output"]
+    pooled = self.bert(bert_inputs(inputs), training=training)["pooled_output"]
     pooled = self.dropout(pooled, training=training)
     logits = ops.matmul(pooled, ops.transpose(ops.cast(self.output_weights, pooled.dtype)))
     return ops.cast(logits, "float32") + ops.cast(self.output_bias, "float32")
@@ -155,7 +155,7 @@ class BertSquad(keras.Model):
     self.built = True
 
   def call(self, inputs, training=None):
-    sequence_output = self.bert(_dense_inputs(inputs), training=training)["sequence_output"]
+    sequence_output = self.bert(bert_inputs(inputs), training=training)["sequence_output"]
     start_logits, end_logits = self.squad_head(sequence_output)
     return {"start_logits": start_logits, "end_logits": end_logits}
 
@@ -260,6 +260,26 @@ def restore_or_init(trainer: training.Trainer, head_prefixes: Sequence[str]) -> 
     else:
       logging.warning("No --init_checkpoint: the model starts from random weights")
   return trainer.restore_or_initialize(init_weights)
+
+
+def make_trainer(model, loss_fn, head_prefixes: Sequence[str], world, precision: str,
+                 num_train_examples: int | None) -> training.Trainer:
+  """The run's Trainer (common_flags.build_trainer), resumed or initialised (restore_or_init).
+
+  Args:
+    num_train_examples: what Google's step count counts (examples; run_ner: windows), or None
+      without --do_train (no optimizer steps).
+  """
+  num_train_steps = num_warmup_steps = 0
+  if num_train_examples is not None:
+    num_train_steps, num_warmup_steps = train_steps(
+        num_train_examples, global_batch_size(world, FLAGS.train_batch_size),
+        FLAGS.num_train_epochs, FLAGS.warmup_proportion)
+  trainer = common_flags.build_trainer(model, loss_fn, world, precision, num_train_steps,
+                                       num_warmup_steps, FLAGS.train_batch_size,
+                                       FLAGS.max_seq_length)
+  restore_or_init(trainer, head_prefixes)
+  return trainer
 
 
 def train(trainer: training.Trainer, arrays: dict, world, train_batch_size: int) -> dict:

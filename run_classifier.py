@@ -144,15 +144,9 @@ def main(_):
 
   config, world, precision = finetuning.setup(FLAGS.max_seq_length)
   model = finetuning.BertClassifier(config, 1 if label_list is None else len(label_list))
-  num_train_steps = num_warmup_steps = 0
-  if FLAGS.do_train:
-    num_train_steps, num_warmup_steps = finetuning.train_steps(
-        len(train_examples), finetuning.global_batch_size(world, FLAGS.train_batch_size),
-        FLAGS.num_train_epochs, FLAGS.warmup_proportion)
-  trainer = common_flags.build_trainer(
-      model, finetuning.classifier_loss_fn, world, precision, num_train_steps, num_warmup_steps,
-      FLAGS.train_batch_size, FLAGS.max_seq_length)
-  finetuning.restore_or_init(trainer, finetuning.CLASSIFIER_HEAD)
+  trainer = finetuning.make_trainer(model, finetuning.classifier_loss_fn,
+                                    finetuning.CLASSIFIER_HEAD, world, precision,
+                                    len(train_examples) if FLAGS.do_train else None)
 
   if FLAGS.do_train:
     arrays = classifier_data.convert_examples_to_features(

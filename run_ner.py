@@ -77,11 +77,12 @@ def define_flags():
 # ---------------------------------------------------------------------------- the model
 
 @keras.saving.register_keras_serializable(package="bert")
-class BertTokenClassifier(keras.Model):
+class BertTokenClassifier(finetuning.BertClassifier):
   """dropout(sequence_output) @ output_weights^T + output_bias at every position.
 
-  The head's variables have the root-level names of Google's classifier (`output_weights`
-  [num_labels, H], `output_bias` [num_labels]), so finetuning.CLASSIFIER_HEAD names them.
+  The head is BertClassifier's, with the root-level names of Google's classifier
+  (`output_weights` [num_labels, H], `output_bias` [num_labels]), so
+  finetuning.CLASSIFIER_HEAD names it; only where it applies differs.
 
   Called on {"input_ids", "input_mask", "segment_ids"}: int [B, S]; returns float32 logits
   [B, S, num_labels].
@@ -89,37 +90,15 @@ class BertTokenClassifier(keras.Model):
 
   def __init__(self, config: modeling.BertConfig, num_labels: int,
                name: str = "bert_token_classifier", **kwargs):
-    super().__init__(name=name, **kwargs)
-    if num_labels < 1:
-      raise ValueError(f"num_labels must be >= 1, got {num_labels}")
-    self.config = config
-    self.num_labels = num_labels
-    self.bert = modeling.BertModel(config)
-    self.dropout = keras.layers.Dropout(config.hidden_dropout_prob)
-    init = keras.initializers.TruncatedNormal(stddev=config.initializer_range)
-    # keras.Variable attributes, not add_weight, so no name scope is prepended to the paths.
-    self.output_weights = keras.Variable(init((num_labels, config.hidden_size)),
-                                         name="output_weights")
-    self.output_bias = keras.Variable(np.zeros(num_labels, np.float32), name="output_bias",
-                                      autocast=False)
-    self.built = True
+    super().__init__(config, num_labels, name=name, **kwargs)
 
   def call(self, inputs, training=None):
-    bert_inputs = {"input_ids": inputs["input_ids"], "input_mask": inputs["input_mask"],
-                   "token_type_ids": inputs["segment_ids"]}
-    sequence_output = self.bert(bert_inputs, training=training)["sequence_output"]
+    sequence_output = self.bert(finetuning.bert_inputs(inputs),
+                                training=training)["sequence_output"]
     sequence_output = self.dropout(sequence_output, training=training)
     logits = ops.einsum("bsh,kh->bsk", sequence_output,
                         ops.cast(self.output_weights, sequence_output.dtype))
     return ops.cast(logits, "float32") + ops.cast(self.output_bias, "float32")
-
-  def get_config(self):
-    return {"name": self.name, "config": self.config.to_dict(), "num_labels": self.num_labels}
-
-  @classmethod
-  def from_config(cls, config):
-    config = dict(config)
-    return cls(modeling.BertConfig.from_dict(config.pop("config")), **config)
 
 
 def token_classification_loss_fn(model, features, training):
@@ -237,7 +216,6 @@ def main(_):
 
   config, world, precision = finetuning.setup(FLAGS.max_seq_length)
   model = BertTokenClassifier(config, len(label_list))
-  num_train_steps = num_warmup_steps = 0
   arrays = None
   if FLAGS.do_train:
     if world.is_chief:
@@ -245,13 +223,9 @@ def main(_):
     arrays = make_features(train[1], label_list, tokenizer)
     logging.info("%s: %d sentences -> %d windows; tags %s", train[0], len(train[1]),
                  len(arrays["input_ids"]), label_list)
-    num_train_steps, num_warmup_steps = finetuning.train_steps(
-        len(arrays["input_ids"]), finetuning.global_batch_size(world, FLAGS.train_batch_size),
-        FLAGS.num_train_epochs, FLAGS.warmup_proportion)
-  trainer = common_flags.build_trainer(
-      model, token_classification_loss_fn, world, precision, num_train_steps, num_warmup_steps,
-      FLAGS.train_batch_size, FLAGS.max_seq_length)
-  finetuning.restore_or_init(trainer, finetuning.CLASSIFIER_HEAD)
+  trainer = finetuning.make_trainer(model, token_classification_loss_fn,
+                                    finetuning.CLASSIFIER_HEAD, world, precision,
+                                    None if arrays is None else len(arrays["input_ids"]))
 
   if FLAGS.do_train:
     finetuning.train(trainer, {k: arrays[k] for k in TRAIN_INPUTS}, world,
