@@ -36,41 +36,43 @@ from absl import flags
 from absl import logging
 import numpy as np
 
-import bulk_tokenization
 import pretraining_data_lib as lib
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("input_file", None,
-                    "Input raw text file (or comma-separated list of files, or globs).")
-flags.DEFINE_string("output_file", None,
-                    "Output TF example file (or comma-separated list of files), round-robin.")
-flags.DEFINE_string("vocab_file", None, "The vocabulary file that the BERT model was trained on.")
-flags.DEFINE_string("spm_model_file", None,
-                    "A sentencepiece model to use instead of --vocab_file's WordPiece.")
-flags.DEFINE_bool("do_lower_case", True,
-                  "Whether to lower case the input text. Should be True for uncased models.")
-flags.DEFINE_bool("do_whole_word_mask", False,
-                  "Whether to use whole word masking rather than per-WordPiece masking.")
-flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length.")
-flags.DEFINE_integer("max_predictions_per_seq", 20,
-                     "Maximum number of masked LM predictions per sequence.")
-flags.DEFINE_integer("random_seed", 12345, "Random seed for data generation.")
-flags.DEFINE_integer("dupe_factor", 10,
-                     "Number of times to duplicate the input data (with different masks).")
-flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability.")
-flags.DEFINE_float("short_seq_prob", 0.1,
-                   "Probability of creating sequences which are shorter than the maximum length.")
-flags.DEFINE_integer("num_workers", 0, "Worker processes; 0 means one per CPU core.")
-flags.DEFINE_bool("gzip", False, "Write GZIP-compressed TFRecords.")
-flags.DEFINE_bool("skip_invalid_utf8", False,
-                  "Skip (and count) lines that are not valid UTF-8 instead of failing.")
-flags.DEFINE_bool("no_masking", False,
-                  "Write unmasked instances (no masked_lm_* features) for dynamic masking.")
-flags.DEFINE_integer("chunk_bytes", 1 << 18,
-                     "Text per unit of work; the random next sentence comes from the same chunk. "
-                     "Part of the output's definition: changing it changes the records.")
-flags.DEFINE_float("progress_seconds", 10.0, "Seconds between progress lines.")
+
+def define_flags():
+  """Google's create_pretraining_data flags, and ours for the streaming work."""
+  flags.DEFINE_string("input_file", None,
+                      "Input raw text file (or comma-separated list of files, or globs).")
+  flags.DEFINE_string("output_file", None,
+                      "Output TF example file (or comma-separated list of files), round-robin.")
+  flags.DEFINE_string("vocab_file", None, "The vocabulary file that the BERT model was trained on.")
+  flags.DEFINE_string("spm_model_file", None,
+                      "A sentencepiece model to use instead of --vocab_file's WordPiece.")
+  flags.DEFINE_bool("do_lower_case", True,
+                    "Whether to lower case the input text. Should be True for uncased models.")
+  flags.DEFINE_bool("do_whole_word_mask", False,
+                    "Whether to use whole word masking rather than per-WordPiece masking.")
+  flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length.")
+  flags.DEFINE_integer("max_predictions_per_seq", 20,
+                       "Maximum number of masked LM predictions per sequence.")
+  flags.DEFINE_integer("random_seed", 12345, "Random seed for data generation.")
+  flags.DEFINE_integer("dupe_factor", 10,
+                       "Number of times to duplicate the input data (with different masks).")
+  flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability.")
+  flags.DEFINE_float("short_seq_prob", 0.1,
+                     "Probability of creating sequences which are shorter than the maximum length.")
+  flags.DEFINE_integer("num_workers", 0, "Worker processes; 0 means one per CPU core.")
+  flags.DEFINE_bool("gzip", False, "Write GZIP-compressed TFRecords.")
+  flags.DEFINE_bool("skip_invalid_utf8", False,
+                    "Skip (and count) lines that are not valid UTF-8 instead of failing.")
+  flags.DEFINE_bool("no_masking", False,
+                    "Write unmasked instances (no masked_lm_* features) for dynamic masking.")
+  flags.DEFINE_integer("chunk_bytes", 1 << 18,
+                       "Text per unit of work; the random next sentence comes from the same chunk. "
+                       "Part of the output's definition: changing it changes the records.")
+  flags.DEFINE_float("progress_seconds", 10.0, "Seconds between progress lines.")
 
 
 @dataclasses.dataclass
@@ -109,59 +111,6 @@ def expand_input_files(input_file: str) -> list[str]:
       raise ValueError(f"--input_file: {pattern!r} matches no file.")
     files.extend(matches)
   return files
-
-
-def make_encoder_and_vocab(vocab_file=None, spm_model_file=None, do_lower_case=True):
-  """Returns (encoder with encode_lines, vocab dict, name of the vocab's file for errors)."""
-  if spm_model_file:
-    import tokenization  # pylint: disable=import-outside-toplevel  # Imports TensorFlow.
-    tokenizer = tokenization.SentencePieceTokenizer(spm_model_file, do_lower_case=do_lower_case)
-    return bulk_tokenization.BatchTokenizerIds(tokenizer), tokenizer.vocab, spm_model_file
-  if not vocab_file:
-    raise ValueError("Pass --vocab_file (WordPiece) or --spm_model_file (SentencePiece).")
-  vocab = bulk_tokenization.load_vocab(vocab_file)
-  return bulk_tokenization.WordPieceIds(vocab, do_lower_case), vocab, vocab_file
-
-
-def masking_config(vocab: dict[str, int], vocab_source: str, masked_lm_prob: float,
-                   max_predictions_per_seq: int, max_seq_length: int, do_whole_word_mask: bool,
-                   is_sentencepiece: bool = False) -> lib.MaskingConfig:
-  """Checks the vocab's special tokens and the flags; warns when predictions get capped.
-
-  Raises:
-    ValueError when [CLS], [SEP] or [MASK] is missing from the vocab, or flags are invalid.
-  """
-  missing = [token for token in lib.SPECIAL_TOKENS if token not in vocab]
-  if missing:
-    raise ValueError(f"{vocab_source}: the vocabulary lacks {', '.join(missing)}; "
-                     "BERT pre-training data needs [CLS], [SEP] and [MASK] tokens.")
-  if max_seq_length < 5:
-    raise ValueError(f"--max_seq_length={max_seq_length}: need at least 5 "
-                     "([CLS] A [SEP] B [SEP]).")
-  if max_predictions_per_seq < 1:
-    raise ValueError(f"--max_predictions_per_seq={max_predictions_per_seq}: expected >= 1.")
-  if not 0.0 < masked_lm_prob < 1.0:
-    raise ValueError(f"--masked_lm_prob={masked_lm_prob}: expected a probability in (0, 1).")
-  implied = max(1, round(max_seq_length * masked_lm_prob))  # Google's count, full sequence.
-  if max_predictions_per_seq < implied:
-    logging.warning(
-        "--max_predictions_per_seq=%d is smaller than the %d masked tokens that "
-        "--max_seq_length=%d and --masked_lm_prob=%g imply for a full sequence; full sequences "
-        "will get only %d.", max_predictions_per_seq, implied, max_seq_length, masked_lm_prob,
-        max_predictions_per_seq)
-  continues_word = None
-  if do_whole_word_mask:
-    continues_word = np.zeros(max(vocab.values()) + 1, dtype=bool)
-    for token, index in vocab.items():
-      if is_sentencepiece:
-        continues_word[index] = not token.startswith("\u2581") and token not in (
-            "[CLS]", "[SEP]", "[MASK]", "[PAD]", "[UNK]")
-      else:
-        continues_word[index] = token.startswith("##")
-  return lib.MaskingConfig(
-      masked_lm_prob=masked_lm_prob, max_predictions_per_seq=max_predictions_per_seq,
-      vocab_size=len(vocab), cls_id=vocab["[CLS]"], sep_id=vocab["[SEP]"],
-      mask_id=vocab["[MASK]"], continues_word=continues_word)
 
 
 # Set in the parent before the worker processes fork, so each worker inherits them.
@@ -293,11 +242,12 @@ def log_summary(summary: Summary, output_files: list[str]):
 def main(_):
   input_files = expand_input_files(FLAGS.input_file)
   output_files = [p.strip() for p in FLAGS.output_file.split(",") if p.strip()]
-  encoder, vocab, vocab_source = make_encoder_and_vocab(
+  encoder, vocab, vocab_source = lib.load_encoder_and_vocab(
       FLAGS.vocab_file, FLAGS.spm_model_file, FLAGS.do_lower_case)
-  masking = masking_config(vocab, vocab_source, FLAGS.masked_lm_prob,
-                           FLAGS.max_predictions_per_seq, FLAGS.max_seq_length,
-                           FLAGS.do_whole_word_mask, is_sentencepiece=bool(FLAGS.spm_model_file))
+  masking = lib.masking_config(vocab, vocab_source, FLAGS.masked_lm_prob,
+                               FLAGS.max_predictions_per_seq, FLAGS.do_whole_word_mask,
+                               is_sentencepiece=bool(FLAGS.spm_model_file),
+                               max_seq_length=FLAGS.max_seq_length)
   config = lib.InstanceConfig(
       max_seq_length=FLAGS.max_seq_length, short_seq_prob=FLAGS.short_seq_prob,
       dupe_factor=FLAGS.dupe_factor, random_seed=FLAGS.random_seed, masking=masking,
@@ -311,6 +261,7 @@ def main(_):
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flag_as_required("input_file")
   flags.mark_flag_as_required("output_file")
   app.run(main)

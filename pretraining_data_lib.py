@@ -29,8 +29,10 @@ import gzip
 import random
 from typing import Iterator
 
+from absl import logging
 import numpy as np
 
+import bulk_tokenization
 import example_encoding
 
 SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[MASK]")
@@ -300,6 +302,72 @@ class MaskingConfig:
   sep_id: int
   mask_id: int
   continues_word: np.ndarray | None = None
+
+
+def load_encoder_and_vocab(vocab_file: str | None = None, spm_model_file: str | None = None,
+                           do_lower_case: bool = True):
+  """The tokenizer and vocabulary of --vocab_file (WordPiece) or --spm_model_file.
+
+  Returns:
+    (encoder with encode_lines for tokenize_chunk, vocab {token: id}, its file for errors).
+  Raises:
+    ValueError when neither file is given.
+  """
+  if spm_model_file:
+    import tokenization  # pylint: disable=import-outside-toplevel
+    tokenizer = tokenization.SentencePieceTokenizer(spm_model_file, do_lower_case=do_lower_case)
+    return bulk_tokenization.BatchTokenizerIds(tokenizer), tokenizer.vocab, spm_model_file
+  if not vocab_file:
+    raise ValueError("No vocabulary: pass --vocab_file (WordPiece) or --spm_model_file "
+                     "(SentencePiece); [CLS], [SEP] and [MASK] take their ids from it.")
+  vocab = bulk_tokenization.load_vocab(vocab_file)
+  return bulk_tokenization.WordPieceIds(vocab, do_lower_case), vocab, vocab_file
+
+
+def masking_config(vocab: dict[str, int], vocab_source: str, masked_lm_prob: float,
+                   max_predictions_per_seq: int, do_whole_word_mask: bool,
+                   is_sentencepiece: bool = False,
+                   max_seq_length: int | None = None) -> MaskingConfig:
+  """The MaskingConfig of the masking flags and a vocabulary, checked.
+
+  Random replacements are drawn from the vocab's ids, [0, len(vocab)). With max_seq_length
+  (create_pretraining_data.py), it must hold [CLS] A [SEP] B [SEP], and a warning says when
+  --max_predictions_per_seq caps what --masked_lm_prob asks of a full sequence.
+  Raises:
+    ValueError naming the vocab file when it lacks [CLS], [SEP] or [MASK], or a flag is invalid.
+  """
+  missing = [token for token in SPECIAL_TOKENS if token not in vocab]
+  if missing:
+    raise ValueError(f"{vocab_source}: the vocabulary lacks {', '.join(missing)}; BERT "
+                     "pre-training data and masking need [CLS], [SEP] and [MASK].")
+  if max_seq_length is not None and max_seq_length < 5:
+    raise ValueError(f"--max_seq_length={max_seq_length}: need at least 5 "
+                     "([CLS] A [SEP] B [SEP]).")
+  if max_predictions_per_seq < 1:
+    raise ValueError(f"--max_predictions_per_seq={max_predictions_per_seq}: expected >= 1.")
+  if not 0.0 < masked_lm_prob < 1.0:
+    raise ValueError(f"--masked_lm_prob={masked_lm_prob}: expected a probability in (0, 1).")
+  if max_seq_length is not None:
+    implied = max(1, round(max_seq_length * masked_lm_prob))  # Google's count, full sequence.
+    if max_predictions_per_seq < implied:
+      logging.warning(
+          "--max_predictions_per_seq=%d is smaller than the %d masked tokens that "
+          "--max_seq_length=%d and --masked_lm_prob=%g imply for a full sequence; full "
+          "sequences will get only %d.", max_predictions_per_seq, implied, max_seq_length,
+          masked_lm_prob, max_predictions_per_seq)
+  continues_word = None
+  if do_whole_word_mask:
+    # A piece continues the previous word: "##x" in WordPiece; in SentencePiece every piece
+    # that does not start with "\u2581" (word start) and is not a special token.
+    continues_word = np.zeros(max(vocab.values()) + 1, dtype=bool)
+    specials = {"[CLS]", "[SEP]", "[MASK]", "[PAD]", "[UNK]"}
+    for token, index in vocab.items():
+      continues_word[index] = (not token.startswith("\u2581") and token not in specials
+                               if is_sentencepiece else token.startswith("##"))
+  return MaskingConfig(
+      masked_lm_prob=masked_lm_prob, max_predictions_per_seq=max_predictions_per_seq,
+      vocab_size=len(vocab), cls_id=vocab["[CLS]"], sep_id=vocab["[SEP]"],
+      mask_id=vocab["[MASK]"], continues_word=continues_word)
 
 
 @dataclasses.dataclass

@@ -1,6 +1,8 @@
 """Pre-training input made while training: dynamic masking, and instances from raw text.
 
 Both reuse create_pretraining_data's algorithm (pretraining_data_lib); nothing here re-states it.
+The tokenizer, vocabulary and MaskingConfig come from the same flags through the same functions
+(pretraining_data_lib.load_encoder_and_vocab and masking_config).
 
 Dynamic masking (`mask_dataset`, run_pretraining's --dynamic_masking): batches of unmasked
 instances (create_pretraining_data.py --no_masking) are masked in the tf.data pipeline by
@@ -28,7 +30,6 @@ from typing import Iterator
 import numpy as np
 import tensorflow as tf
 
-import bulk_tokenization
 import pretraining_data_lib as lib
 
 # Tags that keep the random streams of masking, instance creation and file order apart.
@@ -39,56 +40,6 @@ _UINT64 = (1 << 64) - 1
 def _generator(seed: int, *key: int) -> np.random.Generator:
   """A numpy Generator that depends only on (seed, *key); a negative seed is taken mod 2**64."""
   return np.random.default_rng(np.random.SeedSequence([seed & _UINT64, *key]))
-
-
-# ----------------------------------------------------------------------------------------------
-# Vocabulary and masking configuration.
-
-
-def load_encoder_and_vocab(vocab_file: str | None = None, spm_model_file: str | None = None,
-                           do_lower_case: bool = True):
-  """Returns (encoder with encode_lines for tokenize_chunk, vocab {token: id}, its file)."""
-  if spm_model_file:
-    import tokenization  # pylint: disable=import-outside-toplevel
-    tokenizer = tokenization.SentencePieceTokenizer(spm_model_file, do_lower_case=do_lower_case)
-    return bulk_tokenization.BatchTokenizerIds(tokenizer), tokenizer.vocab, spm_model_file
-  if not vocab_file:
-    raise ValueError("Masking while training needs the vocabulary (the ids of [CLS], [SEP] and "
-                     "[MASK]): pass --vocab_file (WordPiece) or --spm_model_file.")
-  vocab = bulk_tokenization.load_vocab(vocab_file)
-  return bulk_tokenization.WordPieceIds(vocab, do_lower_case), vocab, vocab_file
-
-
-def masking_config(vocab: dict[str, int], vocab_source: str, masked_lm_prob: float,
-                   max_predictions_per_seq: int, do_whole_word_mask: bool,
-                   is_sentencepiece: bool = False) -> lib.MaskingConfig:
-  """The MaskingConfig create_pretraining_data.py builds from the same flags.
-
-  Random replacements are drawn from the vocab's ids, [0, len(vocab)), as there.
-  Raises:
-    ValueError naming the vocab file when it lacks [CLS], [SEP] or [MASK], or a flag is invalid.
-  """
-  missing = [token for token in lib.SPECIAL_TOKENS if token not in vocab]
-  if missing:
-    raise ValueError(f"{vocab_source}: the vocabulary lacks {', '.join(missing)}; masking "
-                     "needs [CLS], [SEP] and [MASK].")
-  if not 0.0 < masked_lm_prob < 1.0:
-    raise ValueError(f"--masked_lm_prob={masked_lm_prob}: expected a probability in (0, 1).")
-  if max_predictions_per_seq < 1:
-    raise ValueError(f"--max_predictions_per_seq={max_predictions_per_seq}: expected >= 1.")
-  continues_word = None
-  if do_whole_word_mask:
-    # A piece continues the previous word: "##x" in WordPiece; in SentencePiece every piece
-    # that does not start with "▁" (word start) and is not a special token.
-    continues_word = np.zeros(max(vocab.values()) + 1, dtype=bool)
-    specials = {"[CLS]", "[SEP]", "[MASK]", "[PAD]", "[UNK]"}
-    for token, index in vocab.items():
-      continues_word[index] = (not token.startswith("\u2581") and token not in specials
-                               if is_sentencepiece else token.startswith("##"))
-  return lib.MaskingConfig(
-      masked_lm_prob=masked_lm_prob, max_predictions_per_seq=max_predictions_per_seq,
-      vocab_size=len(vocab), cls_id=vocab["[CLS]"], sep_id=vocab["[SEP]"],
-      mask_id=vocab["[MASK]"], continues_word=continues_word)
 
 
 # ----------------------------------------------------------------------------------------------

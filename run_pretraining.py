@@ -130,18 +130,19 @@ class InputSource:
 
   def __init__(self, config):
     import input_pipeline  # pylint: disable=import-outside-toplevel
+    import pretraining_data_lib  # pylint: disable=import-outside-toplevel
     import pretraining_sources  # pylint: disable=import-outside-toplevel
     self._input_pipeline = input_pipeline
     self._sources = pretraining_sources
     self.vocab_size = config.vocab_size
     self.masking = None
     if FLAGS.dynamic_masking or FLAGS.input_text_file:
-      encoder, vocab, vocab_source = pretraining_sources.load_encoder_and_vocab(
+      encoder, vocab, vocab_source = pretraining_data_lib.load_encoder_and_vocab(
           FLAGS.vocab_file, FLAGS.spm_model_file, FLAGS.do_lower_case)
       if len(vocab) > config.vocab_size:
         raise ValueError(f"{vocab_source} has {len(vocab)} tokens, but the model's vocab_size "
                          f"is {config.vocab_size} ({FLAGS.bert_config_file})")
-      self.masking = pretraining_sources.masking_config(
+      self.masking = pretraining_data_lib.masking_config(
           vocab, vocab_source, FLAGS.masked_lm_prob, FLAGS.max_predictions_per_seq,
           FLAGS.do_whole_word_mask, is_sentencepiece=bool(FLAGS.spm_model_file))
     if FLAGS.input_text_file:

@@ -48,7 +48,8 @@ def vocab(uncased_vocab):
 
 def make_config(vocab, seq=SEQ, pred=PRED, dupe=2, seed=12345, whole_word=False, masking=True,
                 masked_lm_prob=0.15, short_seq_prob=0.1):
-  masking_config = cpd.masking_config(vocab, "vocab.txt", masked_lm_prob, pred, seq, whole_word)
+  masking_config = lib.masking_config(vocab, "vocab.txt", masked_lm_prob, pred, whole_word,
+                                      max_seq_length=seq)
   return lib.InstanceConfig(max_seq_length=seq, short_seq_prob=short_seq_prob, dupe_factor=dupe,
                             random_seed=seed, masking=masking_config, apply_masking=masking)
 
@@ -385,18 +386,18 @@ def test_line_longer_than_sequence_is_truncated(tf, tmp_path, vocab, documents):
 def test_vocab_without_special_tokens_is_an_error(tmp_path):
   vocab_file = tmp_path / "vocab.txt"
   vocab_file.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nthe\n")
-  _, vocab, source = cpd.make_encoder_and_vocab(str(vocab_file))
+  _, vocab, source = lib.load_encoder_and_vocab(str(vocab_file))
   with pytest.raises(ValueError, match=r"vocab\.txt: the vocabulary lacks \[MASK\]"):
-    cpd.masking_config(vocab, source, 0.15, 20, 128, False)
+    lib.masking_config(vocab, source, 0.15, 20, False, max_seq_length=128)
 
 
 def test_max_predictions_below_implied_count_warns(vocab, caplog):
   with caplog.at_level(logging.WARNING):
-    cpd.masking_config(vocab, "vocab.txt", 0.15, 10, 128, False)
+    lib.masking_config(vocab, "vocab.txt", 0.15, 10, False, max_seq_length=128)
   assert "--max_predictions_per_seq=10 is smaller than the 19 masked tokens" in caplog.text
   caplog.clear()
   with caplog.at_level(logging.WARNING):
-    cpd.masking_config(vocab, "vocab.txt", 0.15, 20, 128, False)
+    lib.masking_config(vocab, "vocab.txt", 0.15, 20, False, max_seq_length=128)
   assert "max_predictions_per_seq" not in caplog.text
 
 
@@ -439,9 +440,9 @@ def test_command_line_progress_summary_and_sentencepiece(tf, tmp_path, repo_dir,
       pad_piece="[PAD]", unk_piece="[UNK]", user_defined_symbols=["[CLS]", "[SEP]", "[MASK]"],
       minloglevel=2, num_threads=1)
   spm_output = tmp_path / "spm.tfrecord"
-  encoder, vocab, source = cpd.make_encoder_and_vocab(spm_model_file=f"{prefix}.model")
-  masking = cpd.masking_config(vocab, source, 0.15, PRED, SEQ, do_whole_word_mask=True,
-                               is_sentencepiece=True)
+  encoder, vocab, source = lib.load_encoder_and_vocab(spm_model_file=f"{prefix}.model")
+  masking = lib.masking_config(vocab, source, 0.15, PRED, do_whole_word_mask=True,
+                               is_sentencepiece=True, max_seq_length=SEQ)
   config = lib.InstanceConfig(max_seq_length=SEQ, short_seq_prob=0.1, dupe_factor=1,
                               random_seed=1, masking=masking)
   cpd.create_pretraining_data([str(corpus)], [str(spm_output)], encoder, config)
