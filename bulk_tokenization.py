@@ -1,10 +1,13 @@
 """Bulk WordPiece ids for corpora, identical to tokenization.FullTokenizer, without TensorFlow.
 
-tokenization.py imports TensorFlow, which costs seconds and ~650 MB per process: more than
-create_pretraining_data.py spends on a whole 3 MB corpus. `WordPieceIds.encode_lines` is
-Google's BasicTokenizer + WordpieceTokenizer recast for throughput: ASCII lines are lower-cased,
-cleaned and split over a whole batch at once, each distinct whitespace token is tokenized once
-and cached; lines with other characters use per-character tables learned as they appear.
+tokenization.FullTokenizer's exact path works text by text, and its fast batch path needs
+TensorFlow, which costs seconds and ~650 MB per process: more than create_pretraining_data.py
+spends on a whole 3 MB corpus. `WordPieceIds.encode_lines` is Google's BasicTokenizer +
+WordpieceTokenizer recast for throughput: ASCII lines are lower-cased, cleaned and split over a
+whole batch at once, each distinct whitespace token is tokenized once and cached; lines with
+other characters use per-character tables learned as they appear. The character classes, the
+CJK blocks and WordPiece itself are tokenization.py's (which imports TensorFlow only for its
+fast path); what is here is how they are applied to a batch.
 tests/test_create_pretraining_data.py checks the ids against tokenization.FullTokenizer on Austen
 and on random Unicode text, cased and uncased.
 """
@@ -15,33 +18,33 @@ import unicodedata
 
 import numpy as np
 
+import tokenization
+
+# tokenization's private character classes are the definitions this module must match.
+# pylint: disable=protected-access
+
+
+def _ascii_class(predicate) -> str:
+  """The body of a regex character class: the ASCII characters for which predicate holds."""
+  return "".join(re.escape(chr(cp)) for cp in range(128) if predicate(chr(cp)))
+
+
 # Printable ASCII punctuation, which Google's BasicTokenizer splits into tokens of its own.
-_ASCII_PUNCTUATION = r"!-/:-@\[-`{-~"
+_ASCII_PUNCTUATION = _ascii_class(tokenization._is_punctuation)
 _ASCII_WORD_ONLY = re.compile(f"[^ {_ASCII_PUNCTUATION}]+|[{_ASCII_PUNCTUATION}]")
 # Google's _clean_text drops ASCII control characters (tab, newline and return are whitespace).
-_ASCII_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_ASCII_CONTROL = re.compile(f"[{_ascii_class(lambda char: not tokenization._cleaned_char(char))}]")
 _LINE_END = "\x00"  # Marks line ends in a batch; a control character, so never a token.
 # Google's CJK ideograph blocks (split character by character).
-_CJK = re.compile("([\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\U0002a700-\U0002b73f"
-                  "\U0002b740-\U0002b81f\U0002b820-\U0002ceaf\uf900-\ufaff\U0002f800-\U0002fa1f])")
+_CJK = re.compile("([" + "".join(f"{chr(low)}-{chr(high)}"
+                                 for low, high in tokenization._CJK_RANGES) + "])")
 _WORD_CACHE_LIMIT = 200_000  # Entries per process; bounds memory on huge vocabularies of words.
-def load_vocab(vocab_file: str) -> dict[str, int]:
-  """token -> id (line number) of a WordPiece vocab file, lines stripped as in Google's.
 
-  Raises:
-    ValueError when a token appears twice (as tokenization.load_vocab does).
-  """
-  with open(vocab_file, "r", encoding="utf-8") as reader:
-    tokens = [line.strip() for line in reader]
-  vocab = {token: index for index, token in enumerate(tokens)}
-  if len(vocab) != len(tokens):  # Find the first repeated token to name it.
-    seen = {}
-    for index, token in enumerate(tokens):
-      if token in seen and token:
-        raise ValueError(f"{vocab_file}:{index + 1}: token {token!r} already appeared on line "
-                         f"{seen[token] + 1}; a vocab file needs one distinct token per line.")
-      seen[token] = index
-  return vocab
+
+def load_vocab(vocab_file: str) -> dict[str, int]:
+  """tokenization.load_vocab (Google's stripped lines; a repeated token is an error naming the
+  file and lines) as a plain dict."""
+  return dict(tokenization.load_vocab(vocab_file))
 
 
 _NEVER = re.compile("(?!)")  # Matches nothing.
@@ -59,7 +62,7 @@ class _UnicodeTables:
   """
 
   def __init__(self):
-    self.dropped = {"\x00", "\ufffd"}  # NUL, U+FFFD and control characters (Cc, Cf).
+    self.dropped = set()  # NUL, U+FFFD and control characters: tokenization._cleaned_char "".
     self.spaces = set()  # Whitespace other than " " and the "\n" between lines: -> " ".
     self.marks = set()  # Nonspacing marks, dropped after NFD when lower-casing.
     self.punctuation = set()  # Beyond ASCII's.
@@ -79,16 +82,16 @@ class _UnicodeTables:
       return
     self.seen |= new
     for char in new:
-      category = unicodedata.category(char)
       if char in " \n":
         continue  # "\n" only ever separates the lines of a batch.
-      if char in "\t\r" or category == "Zs":
+      cleaned = tokenization._cleaned_char(char)
+      if cleaned == " ":
         self.spaces.add(char)
-      elif category in ("Cc", "Cf"):
+      elif not cleaned:
         self.dropped.add(char)
-      if category == "Mn":
+      if unicodedata.category(char) == "Mn":  # As tokenization's _run_strip_accents.
         self.marks.add(char)
-      if category.startswith("P") and ord(char) > 127:
+      if ord(char) > 127 and tokenization._is_punctuation(char):
         self.punctuation.add(char)
     self._compile()
 
@@ -118,10 +121,11 @@ class _TokenIdCache(dict):
 class WordPieceIds:
   """Text lines -> WordPiece ids, identical to tokenization.FullTokenizer without TensorFlow.
 
-  tokenization.py imports TensorFlow (seconds and ~650 MB per process), which would dominate
-  this script's time and memory. This is Google's BasicTokenizer + WordpieceTokenizer recast
-  for bulk text: ASCII lines are lower-cased, cleaned and split by one regex over the whole
-  batch; other lines use per-character tables; each distinct word is WordPiece-tokenized once.
+  FullTokenizer's fast path imports TensorFlow (seconds and ~650 MB per process), which would
+  dominate create_pretraining_data's time and memory. This is Google's BasicTokenizer +
+  WordpieceTokenizer recast for bulk text: ASCII lines are lower-cased, cleaned and split by one
+  regex over the whole batch; other lines use per-character tables; each distinct word is
+  WordPiece-tokenized once, by tokenization.WordpieceTokenizer.
   tests/test_create_pretraining_data.py checks ids against tokenization.FullTokenizer.
   """
 
@@ -129,8 +133,8 @@ class WordPieceIds:
                max_input_chars_per_word: int = 200):
     self.vocab = vocab
     self.do_lower_case = do_lower_case
-    self.unk_token = unk_token
-    self.max_input_chars_per_word = max_input_chars_per_word
+    self._wordpiece_tokenizer = tokenization.WordpieceTokenizer(vocab, unk_token,
+                                                                max_input_chars_per_word)
     # Every vocabulary entry made of ASCII letters and digits is its own single piece; knowing
     # them up front (inherited by forked workers) spares each worker most cache misses.
     self._known_words = {token: (index,) for token, index in vocab.items()
@@ -153,25 +157,8 @@ class WordPieceIds:
     return ids
 
   def _wordpiece(self, word: str) -> tuple[int, ...]:
-    """Greedy longest-match-first WordPiece of one basic token."""
-    vocab = self.vocab
-    if len(word) > self.max_input_chars_per_word:
-      return (vocab[self.unk_token],)
-    if word in vocab:
-      return (vocab[word],)
-    ids, start = [], 0
-    while start < len(word):
-      end = len(word)
-      while start < end:
-        piece = word[start:end] if start == 0 else "##" + word[start:end]
-        if piece in vocab:
-          ids.append(vocab[piece])
-          break
-        end -= 1
-      else:
-        return (vocab[self.unk_token],)
-      start = end
-    return tuple(ids)
+    """Google's greedy longest-match-first WordPiece of one basic token, as ids."""
+    return tuple(map(self.vocab.__getitem__, self._wordpiece_tokenizer.tokenize(word)))
 
   def _clean_ascii(self, text: str) -> str:
     """Google's BasicTokenizer up to the punctuation split, on ASCII text."""

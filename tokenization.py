@@ -130,6 +130,17 @@ def _is_punctuation(char):
   return unicodedata.category(char).startswith("P")
 
 
+def _cleaned_char(char):
+  """Google's _clean_text of one character: "" for NUL, U+FFFD and control characters, " " for
+  whitespace, else the character itself."""
+  cp = ord(char)
+  if cp == 0 or cp == 0xFFFD or _is_control(char):
+    return ""
+  if _is_whitespace(char):
+    return " "
+  return char
+
+
 # The CJK Unified Ideographs blocks Google's BERT splits character by character. Hangul,
 # Hiragana and Katakana are deliberately absent: they are written with spaces.
 _CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
@@ -199,14 +210,7 @@ class BasicTokenizer:
     for char in text:
       cleaned = cache.get(char)
       if cleaned is None:
-        cp = ord(char)
-        if cp == 0 or cp == 0xFFFD or _is_control(char):
-          cleaned = ""
-        elif _is_whitespace(char):
-          cleaned = " "
-        else:
-          cleaned = char
-        cache[char] = cleaned
+        cleaned = cache[char] = _cleaned_char(char)
       out.append(cleaned)
     return "".join(out)
 
