@@ -1,8 +1,12 @@
-# Shared by scripts/run_model_in_{cuda,rocm}[_hvd]_docker.sh (sourced, not run): builds or
-# pulls the image and runs scripts/pretrain_sample.sh in a container with the repository
-# mounted. The caller sets MODEL SEQ BATCH STEPS PRECISION XLA NP LAUNCHER IMAGE PULL and the
-# array DEVICE_FLAGS, sources scripts/lib.sh, then calls docker_pretrain KIND.
+# Shared by scripts/run_model_in_{cuda,rocm}[_hvd]_docker.sh (sourced, not run): the settings,
+# the device flags of each GPU kind, building or pulling the image and running
+# scripts/pretrain_sample.sh in a container with the repository mounted. A script sets NP and
+# LAUNCHER (one GPU, or NP ranks under Horovod), sources this file and calls
+# docker_main KIND "$@".
 # shellcheck shell=bash
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Where the images (docker/Dockerfile.*) put the interpreter and the vocab, and where the
 # repository is mounted.
@@ -45,4 +49,36 @@ docker_pretrain() {
   fi
   run_or_print "${get_image[@]}"
   run_or_print "${run_container[@]}"
+}
+
+# docker_settings KIND: the settings every script shares; each can be overridden from the
+# environment.
+docker_settings() {
+  local kind="$1"
+  MODEL="${MODEL:-bert_base}"     # configs/$MODEL.json: bert_tiny ... bert_base, bert_large
+  SEQ="${SEQ:-128}"               # max_seq_length
+  BATCH="${BATCH:-32}"            # sequences per GPU per step
+  STEPS="${STEPS:-100}"           # optimizer steps; the first one compiles and is not timed
+  PRECISION="${PRECISION:-fp16}"  # fp32, fp16 or bf16
+  XLA="${XLA:-1}"                 # 1: --use_xla
+  IMAGE="${IMAGE:-bert-tf2:$kind}"
+  PULL="${PULL:-0}"               # 1: docker pull $IMAGE instead of building it
+  case "$kind" in
+    cuda)
+      DEVICE_FLAGS=(--gpus all --ipc=host --ulimit memlock=-1 --ulimit stack=67108864) ;;
+    rocm)
+      SHM_SIZE="${SHM_SIZE:-16G}"   # /dev/shm for the data pipeline and RCCL
+      DEVICE_FLAGS=(--device=/dev/kfd --device=/dev/dri --group-add video --ipc=host
+                    --shm-size="$SHM_SIZE" --security-opt seccomp=unconfined) ;;
+    *) echo "docker_settings: unknown kind '$kind' (cuda or rocm)" >&2; exit 2 ;;
+  esac
+}
+
+# docker_main KIND "$@": a run_model_in_KIND*_docker.sh script, once it has set NP and LAUNCHER.
+docker_main() {
+  local kind="$1"
+  shift
+  docker_settings "$kind"
+  parse_dry_run "usage: $0 [--dry-run]  (settings by environment, see the header)" "$@"
+  docker_pretrain "$kind"
 }

@@ -5,26 +5,13 @@
 #
 # Usage: scripts/run_model_in_cuda_hvd_docker.sh [--dry-run]
 #   --dry-run  print the docker commands and the training commands run inside; run nothing.
+# Settings by environment (defaults in docker_settings, scripts/docker_lib.sh): MODEL, SEQ, BATCH,
+# STEPS, PRECISION, XLA, IMAGE, PULL; NP and LAUNCHER below.
 set -euo pipefail
 
-# Settings; each can be overridden from the environment.
-MODEL="${MODEL:-bert_base}"     # configs/$MODEL.json: bert_tiny ... bert_base, bert_large
-SEQ="${SEQ:-128}"               # max_seq_length
-BATCH="${BATCH:-32}"            # sequences per GPU per step
-STEPS="${STEPS:-100}"           # optimizer steps; the first one compiles and is not timed
-PRECISION="${PRECISION:-fp16}"  # fp32, fp16 or bf16
-XLA="${XLA:-1}"                 # 1: --use_xla
 NP="${NP:-8}"                   # GPUs, one rank each
 LAUNCHER="${LAUNCHER:-mpirun}"  # or horovodrun
-IMAGE="${IMAGE:-bert-tf2:cuda}"
-PULL="${PULL:-0}"               # 1: docker pull $IMAGE instead of building it
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# shellcheck source=scripts/lib.sh
-source "$repo/scripts/lib.sh"
 # shellcheck source=scripts/docker_lib.sh
-source "$repo/scripts/docker_lib.sh"
-parse_dry_run "usage: $0 [--dry-run]  (settings by environment, see the header)" "$@"
-
-DEVICE_FLAGS=(--gpus all --ipc=host --ulimit memlock=-1 --ulimit stack=67108864)
-docker_pretrain cuda
+source "$(dirname "${BASH_SOURCE[0]}")/docker_lib.sh"
+docker_main cuda "$@"
