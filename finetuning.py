@@ -62,7 +62,7 @@ def bert_inputs(features: dict) -> dict:
 
 
 @keras.saving.register_keras_serializable(package="bert")
-class BertClassifier(keras.Model):
+class BertClassifier(modeling.BertConfigSerializable, keras.Model):
   """Google's run_classifier model: dropout(pooled_output) @ output_weights^T + output_bias.
 
   Variable paths are Google's: `bert/...`, `output_weights` [num_labels, H], `output_bias`
@@ -99,14 +99,9 @@ class BertClassifier(keras.Model):
   def get_config(self):
     return {"name": self.name, "config": self.config.to_dict(), "num_labels": self.num_labels}
 
-  @classmethod
-  def from_config(cls, config):
-    config = dict(config)
-    return cls(modeling.BertConfig.from_dict(config.pop("config")), **config)
-
 
 @keras.saving.register_keras_serializable(package="bert")
-class SquadHead(keras.layers.Layer):
+class SquadHead(modeling.BertConfigSerializable, keras.layers.Layer):
   """Start/end logits of every position: sequence_output @ output_weights^T + output_bias,
   output_weights [2, H], output_bias [2] (Google's cls/squad/ variables, built under "cls")."""
 
@@ -128,17 +123,9 @@ class SquadHead(keras.layers.Layer):
     logits = ops.cast(logits, "float32") + self.output_bias
     return logits[:, :, 0], logits[:, :, 1]
 
-  def get_config(self):
-    return {**super().get_config(), "config": self.config.to_dict()}
-
-  @classmethod
-  def from_config(cls, config):
-    config = dict(config)
-    return cls(modeling.BertConfig.from_dict(config.pop("config")), **config)
-
 
 @keras.saving.register_keras_serializable(package="bert")
-class BertSquad(keras.Model):
+class BertSquad(modeling.BertConfigSerializable, keras.Model):
   """Google's run_squad model: BertModel (`.bert`) and SquadHead (`cls/squad/...`).
 
   Called on {"input_ids", "input_mask", "segment_ids"}: int [B, S]; returns
@@ -161,11 +148,6 @@ class BertSquad(keras.Model):
 
   def get_config(self):
     return {"name": self.name, "config": self.config.to_dict()}
-
-  @classmethod
-  def from_config(cls, config):
-    config = dict(config)
-    return cls(modeling.BertConfig.from_dict(config.pop("config")), **config)
 
 
 # Prefixes of the head variables a pre-trained checkpoint does not hold.

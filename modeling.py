@@ -197,8 +197,26 @@ def _dense(config, units, name, activation=None):
                             kernel_initializer=_initializer(config))
 
 
+class BertConfigSerializable:
+  """Keras serialization of a layer or model whose first argument is a BertConfig.
+
+  get_config stores the config as a dict under "config" next to Keras' own entries, and
+  from_config rebuilds the BertConfig and passes the other entries as keyword arguments.
+  The models override get_config to list only their constructor's arguments ("name",
+  "config", ...).
+  """
+
+  def get_config(self):
+    return {**super().get_config(), "config": self.config.to_dict()}
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    return cls(BertConfig.from_dict(config.pop("config")), **config)
+
+
 @keras.saving.register_keras_serializable(package="bert")
-class BertEmbeddings(keras.layers.Layer):
+class BertEmbeddings(BertConfigSerializable, keras.layers.Layer):
   """Word + token type + position embeddings, LayerNorm and dropout.
 
   Variables: word_embeddings [V, H], token_type_embeddings [type_vocab_size, H],
@@ -236,17 +254,9 @@ class BertEmbeddings(keras.layers.Layer):
     embeddings = ops.cast(embeddings, self.compute_dtype)
     return self.dropout(embeddings, training=training)
 
-  def get_config(self):
-    return {**super().get_config(), "config": self.config.to_dict()}
-
-  @classmethod
-  def from_config(cls, config):
-    config = dict(config)
-    return cls(BertConfig.from_dict(config.pop("config")), **config)
-
 
 @keras.saving.register_keras_serializable(package="bert")
-class TransformerLayer(keras.layers.Layer):
+class TransformerLayer(BertConfigSerializable, keras.layers.Layer):
   """One post-LayerNorm Transformer encoder layer, as Google's `transformer_model` body.
 
   Sub-paths follow Google's names: attention/self/{query,key,value},
@@ -321,14 +331,6 @@ class TransformerLayer(keras.layers.Layer):
     layer_output = self.hidden_dropout(self.output_dense(intermediate), training=training)
     return self.output_layer_norm(layer_output + attention_output)
 
-  def get_config(self):
-    return {**super().get_config(), "config": self.config.to_dict()}
-
-  @classmethod
-  def from_config(cls, config):
-    config = dict(config)
-    return cls(BertConfig.from_dict(config.pop("config")), **config)
-
 
 def attention_bias_from_mask(input_mask):
   """Google's additive attention mask.
@@ -351,7 +353,7 @@ def _feature(inputs, *names):
 
 
 @keras.saving.register_keras_serializable(package="bert")
-class BertModel(keras.Model):
+class BertModel(BertConfigSerializable, keras.Model):
   """The BERT encoder: embeddings, `num_hidden_layers` Transformer layers and the pooler.
 
   Called on {"input_ids": int [B, S], "input_mask": int [B, S] (optional, default ones),
@@ -414,11 +416,6 @@ class BertModel(keras.Model):
   def get_config(self):
     return {"name": self.name, "config": self.config.to_dict()}
 
-  @classmethod
-  def from_config(cls, config):
-    config = dict(config)
-    return cls(BertConfig.from_dict(config.pop("config")), **config)
-
 
 @keras.saving.register_keras_serializable(package="bert")
 class MaskedLMHead(keras.layers.Layer):
@@ -465,7 +462,7 @@ class MaskedLMHead(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="bert")
-class NextSentenceHead(keras.layers.Layer):
+class NextSentenceHead(BertConfigSerializable, keras.layers.Layer):
   """Google's `get_next_sentence_output`: output_weights [2, H], output_bias [2]."""
 
   def __init__(self, config, name="seq_relationship", **kwargs):
@@ -484,17 +481,9 @@ class NextSentenceHead(keras.layers.Layer):
     logits = ops.matmul(pooled_output, ops.transpose(self.output_weights))
     return ops.cast(logits, "float32") + self.output_bias
 
-  def get_config(self):
-    return {**super().get_config(), "config": self.config.to_dict()}
-
-  @classmethod
-  def from_config(cls, config):
-    config = dict(config)
-    return cls(BertConfig.from_dict(config.pop("config")), **config)
-
 
 @keras.saving.register_keras_serializable(package="bert")
-class BertPretrainingModel(keras.Model):
+class BertPretrainingModel(BertConfigSerializable, keras.Model):
   """BertModel (`.bert`) plus the masked-LM and (optionally) next-sentence heads.
 
   Called on the BertModel inputs plus "masked_lm_positions": int [B, P]. Returns
@@ -531,11 +520,6 @@ class BertPretrainingModel(keras.Model):
   def get_config(self):
     return {"name": self.name, "config": self.config.to_dict(),
             "use_next_sentence": self.use_next_sentence}
-
-  @classmethod
-  def from_config(cls, config):
-    config = dict(config)
-    return cls(BertConfig.from_dict(config.pop("config")), **config)
 
 
 def pretraining_losses(outputs, features):

@@ -205,6 +205,30 @@ def test_save_load_round_trip(tmp_path, pretraining_model):
                                 expected["masked_lm_logits"])
 
 
+def test_get_config_from_config_rebuild_every_config_built_class():
+  """modeling.BertConfigSerializable: each layer and model, ours and the task heads', comes
+  back from its get_config with the same class, BertConfig and arguments."""
+  import finetuning  # pylint: disable=import-outside-toplevel
+  import run_ner  # pylint: disable=import-outside-toplevel
+  config = tiny_config(hidden_dropout_prob=0.0, initializer_range=0.05)
+  originals = [
+      modeling.BertEmbeddings(config), modeling.TransformerLayer(config, name="layer_1"),
+      modeling.NextSentenceHead(config), modeling.BertModel(config, name="encoder"),
+      modeling.BertPretrainingModel(config, use_next_sentence=False),
+      finetuning.BertClassifier(config, num_labels=3), finetuning.SquadHead(config),
+      finetuning.BertSquad(config), run_ner.BertTokenClassifier(config, num_labels=5)]
+  for original in originals:
+    rebuilt = type(original).from_config(original.get_config())
+    assert type(rebuilt) is type(original)
+    assert rebuilt.config == config and rebuilt.name == original.name
+    assert rebuilt.get_config() == original.get_config()
+  # Models list their constructor's arguments; layers keep Keras' entries (dtype, ...) too.
+  assert rebuilt.get_config() == {"name": "bert_token_classifier", "config": config.to_dict(),
+                                  "num_labels": 5}
+  assert originals[4].get_config()["use_next_sentence"] is False
+  assert {"name", "dtype", "trainable", "config"} <= originals[0].get_config().keys()
+
+
 @pytest.mark.parametrize("policy,compute_dtype,atol", [("mixed_float16", "float16", 2e-2),
                                                        ("mixed_bfloat16", "bfloat16", 1.5e-1)])
 def test_mixed_precision(policy, compute_dtype, atol, pretraining_model):
