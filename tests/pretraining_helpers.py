@@ -183,6 +183,14 @@ def write_corpus(path: pathlib.Path, first_line: int, num_lines: int,
   return path
 
 
+def write_tiny_vocab_and_corpus(root: pathlib.Path) -> tuple[pathlib.Path, int, pathlib.Path]:
+  """(vocab.txt, its size, corpus.txt of the sample's first 600 lines) in root: what the
+  pre-training test modules make their data from."""
+  vocab = write_tiny_vocab(root / "vocab.txt")
+  vocab_size = len(vocab.read_text(encoding="utf-8").splitlines())
+  return vocab, vocab_size, write_corpus(root / "corpus.txt", first_line=0, num_lines=600)
+
+
 def create_pretraining_data(corpus: pathlib.Path, outputs: list[pathlib.Path],
                             vocab: pathlib.Path, seq_length: int = SEQ_LENGTH,
                             max_predictions: int = MAX_PREDICTIONS, dupe_factor: int = 1,

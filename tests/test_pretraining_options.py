@@ -42,9 +42,7 @@ class Data:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Data:
   root = tmp_path_factory.mktemp("pretraining_options")
-  vocab = h.write_tiny_vocab(root / "vocab.txt")
-  vocab_size = len(vocab.read_text(encoding="utf-8").splitlines())
-  corpus = h.write_corpus(root / "corpus.txt", first_line=0, num_lines=600)
+  vocab, vocab_size, corpus = h.write_tiny_vocab_and_corpus(root)
   (masked,) = h.create_pretraining_data(corpus, [root / "masked.tfrecord"], vocab)
   unmasked = root / "unmasked.tfrecord"
   h.run_process([sys.executable, h.REPO / "create_pretraining_data.py", f"--input_file={corpus}",

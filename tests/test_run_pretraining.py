@@ -54,9 +54,7 @@ class Data:
 def data(tmp_path_factory, tf) -> Data:
   """Two shards made by create_pretraining_data.py from different Austen documents."""
   root = tmp_path_factory.mktemp("pretraining")
-  vocab = h.write_tiny_vocab(root / "vocab.txt")
-  vocab_size = len(vocab.read_text(encoding="utf-8").splitlines())
-  corpus = h.write_corpus(root / "corpus.txt", first_line=0, num_lines=600)
+  vocab, vocab_size, corpus = h.write_tiny_vocab_and_corpus(root)
   shard_a, shard_b = h.create_pretraining_data(
       corpus, [root / "shard_a.tfrecord", root / "shard_b.tfrecord"], vocab)
   records_a, records_b = h.read_records(tf, shard_a), h.read_records(tf, shard_b)
