@@ -7,6 +7,8 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 export PATH="$repo/.venv/bin:$PATH"
+# TensorFlow start-up chatter (oneDNN, CUDA probing) hides the progress lines.
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 export NP="${NP:-2}" MODEL="${MODEL:-bert_tiny}" STEPS="${STEPS:-100}" SEQ="${SEQ:-128}"
 export OUTPUT_DIR="${OUTPUT_DIR:-$repo/out/demo}"
 
