@@ -10,7 +10,6 @@ Files written by `create_pretraining_data.py --no_masking` hold unmasked instanc
 `masked_lm_*` features); read them with `masked=False` and mask the batches with
 pretraining_sources.mask_dataset (run_pretraining's --dynamic_masking).
 """
-import glob
 
 import numpy as np
 import tensorflow as tf

@@ -18,7 +18,7 @@
 import collections
 import dataclasses
 import re
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 

@@ -2,7 +2,6 @@
 file answers from --question/--context, from --context_file (a context cut into several
 windows) and through the stdin JSON loop, with error lines for bad requests."""
 import json
-import pathlib
 import subprocess
 import sys
 
