@@ -217,7 +217,8 @@ def evaluate(dataset: list, predictions: Mapping[str, str],
   return out_eval
 
 
-def _load_json(path: str, what: str, expect_type: type):
+def load_json(path: str, what: str, expect_type: type):
+  """Reads a JSON file of `expect_type`; errors name the file (and the line, for bad JSON)."""
   try:
     with open(path, encoding="utf-8") as f:
       value = json.load(f)
@@ -233,7 +234,7 @@ def _load_json(path: str, what: str, expect_type: type):
 
 def load_dataset(path: str) -> list:
   """The "data" list of a SQuAD JSON file, with a clear error for anything else."""
-  dataset_json = _load_json(path, "SQuAD data", dict)
+  dataset_json = load_json(path, "SQuAD data", dict)
   if "data" not in dataset_json or not isinstance(dataset_json["data"], list):
     raise ValueError(f"{path}: expected a SQuAD file {{\"version\": ..., \"data\": [...]}}, "
                      f"found keys {sorted(dataset_json)}")
@@ -257,10 +258,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
   opts = parse_args(argv)
   dataset = load_dataset(opts.data_file)
-  predictions = _load_json(opts.pred_file, "predictions", dict)
+  predictions = load_json(opts.pred_file, "predictions", dict)
   na_probs = None
   if opts.na_prob_file:
-    na_probs = _load_json(opts.na_prob_file, "na-prob", dict)
+    na_probs = load_json(opts.na_prob_file, "na-prob", dict)
   out_eval = evaluate(dataset, predictions, na_probs, opts.na_prob_thresh)
   if opts.out_file:
     with open(opts.out_file, "w", encoding="utf-8") as f:

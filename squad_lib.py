@@ -15,11 +15,12 @@ squad_postprocess.py and is re-exported here, so run_squad.py needs only this mo
 """
 import collections
 import dataclasses
-import json
 import logging
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
+
+import evaluate_squad
 
 logger = logging.getLogger(__name__)
 
@@ -99,14 +100,8 @@ def split_on_whitespace(text: str) -> tuple[list, list]:
 
 def load_squad_json(input_file: str) -> list:
   """The "data" list of a SQuAD JSON file, with errors naming the file."""
-  try:
-    with open(input_file, encoding="utf-8") as f:
-      squad = json.load(f)
-  except FileNotFoundError:
-    raise FileNotFoundError(f"SQuAD file not found: {input_file}") from None
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{input_file}:{e.lineno}: not valid JSON ({e.msg})") from None
-  if not isinstance(squad, dict) or not isinstance(squad.get("data"), list):
+  squad = evaluate_squad.load_json(input_file, "SQuAD", dict)
+  if not isinstance(squad.get("data"), list):
     raise ValueError(f"{input_file}: expected SQuAD JSON {{\"version\": ..., \"data\": "
                      f"[{{\"paragraphs\": [{{\"context\": ..., \"qas\": [...]}}]}}]}}")
   return squad["data"]
