@@ -110,7 +110,7 @@ def test_bad_input_errors(repo_dir, uncased_vocab, tmp_path):
   result = run_script(repo_dir, "run_squad.py",
                       {**common, "do_train": True, "train_file": broken}, check=False)
   assert result.returncode != 0
-  assert f"{broken}:3: not valid JSON" in result.stderr
+  assert f"{broken}:3: SQuAD file is not valid JSON" in result.stderr
 
 
 def test_squad_head_has_googles_names():
