@@ -17,7 +17,6 @@ Needs bench/requirements.txt (torch CPU, transformers); never a runtime dependen
 import argparse
 import os
 import pathlib
-import statistics
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -117,23 +116,7 @@ def main():
   print(f"after the timed rounds: {common.load_report()}")
 
   flops = common.bert_forward_flops(config, BATCH, SEQ, with_heads=False)
-  rows, results = [], {}
-  probe_times = times.pop("gemm_probe")
-  round_peak = statistics.median(probe_flops / t / 1e9 for t in probe_times)
-  print(f"fp32 GEMM rate during the rounds (median of the per-round probe): "
-        f"{round_peak:.1f} GFLOP/s")
-  for name, seconds in times.items():
-    batch_seconds = statistics.median(seconds)
-    mfu = flops / batch_seconds / (peak * 1e9)
-    round_mfu = statistics.median(flops / t / (probe_flops / pt)
-                                  for t, pt in zip(seconds, probe_times))
-    ratio = (common.median_ratio(times["hf_torch"], seconds)
-             if "hf_torch" in times and name != "hf_torch" else None)
-    results[name] = (batch_seconds, ratio)
-    rows.append([name, f"{batch_seconds:.3f}", f"{min(seconds):.3f}",
-                 f"{BATCH / batch_seconds:.2f}", f"{flops / 1e9:.0f}",
-                 f"{flops / batch_seconds / 1e9:.1f}", f"{100 * mfu:.1f}%",
-                 f"{100 * round_mfu:.1f}%", "-" if ratio is None else f"{ratio:.2f}"])
+  rows, results = common.summarize(times, lambda name: flops, peak, BATCH, probe_flops)
   print(common.format_table(
       ["side", "batch_s(median)", "batch_s(min)", "seq/s", "model_GFLOP", "GFLOP/s",
        "MFU(peak)", "MFU(round)", "speedup_vs_hf"], rows))
@@ -142,7 +125,7 @@ def main():
   if "hf_torch" in times:
     best = min((n for n in times if n != "hf_torch"), key=lambda n: results[n][0])
     print(f"best of ours: {best}")
-    print(f"speedup_vs_hf_torch={results[best][1]:.2f}")
+    print(f"speedup_vs_hf_torch={results[best][2]:.2f}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ Needs bench/requirements.txt (torch CPU, transformers); never a runtime dependen
 import argparse
 import os
 import pathlib
-import statistics
 import sys
 import tempfile
 
@@ -156,23 +155,7 @@ def main():
 
   our_flops = common.bert_train_flops(config, BATCH, SEQ, PREDICTIONS)
   hf_flops = common.bert_train_flops(config, BATCH, SEQ, None)
-  rows, results = [], {}
-  probe_times = times.pop("gemm_probe")
-  round_peak = statistics.median(probe_flops / t / 1e9 for t in probe_times)
-  print(f"fp32 GEMM rate during the rounds (median of the per-round probe): "
-        f"{round_peak:.1f} GFLOP/s")
-  for name, seconds in times.items():
-    step = statistics.median(seconds)
-    flops = hf_flops if name == "hf_torch" else our_flops
-    mfu = flops / step / (peak * 1e9)
-    round_mfu = statistics.median(flops / t / (probe_flops / pt)
-                                  for t, pt in zip(seconds, probe_times))
-    ratio = (common.median_ratio(times["hf_torch"], seconds)
-             if "hf_torch" in times and name != "hf_torch" else None)
-    results[name] = (step, round_mfu, ratio)
-    rows.append([name, f"{step:.3f}", f"{min(seconds):.3f}", f"{BATCH / step:.2f}",
-                 f"{flops / 1e9:.0f}", f"{flops / step / 1e9:.1f}", f"{100 * mfu:.1f}%",
-                 f"{100 * round_mfu:.1f}%", "-" if ratio is None else f"{ratio:.2f}"])
+  rows, results = common.summarize(times, lambda name: hf_flops if name == "hf_torch" else our_flops, peak, BATCH, probe_flops)
   print(common.format_table(
       ["side", "step_s(median)", "step_s(min)", "seq/s", "model_GFLOP", "GFLOP/s",
        "MFU(peak)", "MFU(round)", "speedup_vs_hf"], rows))

@@ -104,28 +104,15 @@ def measure_matmul_peak_gflops(seconds_per_shape: float = 1.5) -> tuple[float, s
   not timed) for about `seconds_per_shape`; the best of several timed calls counts.
   Returns (GFLOP/s, "MxKxN" of the best shape).
   """
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   shapes = [(1024, 768, 3072), (1024, 3072, 768), (1024, 768, 768)]
-  repeats = 8
   best, best_shape = 0.0, ""
   for m, k, n in shapes:
-    a = tf.random.normal((m, k))
-    b = tf.random.normal((k, n))
-
-    @tf.function
-    def chain(a, b):
-      total = tf.zeros((m, n))
-      for r in range(repeats):
-        # A different scale each time so no two matmuls are the same computation.
-        total += tf.matmul(a * (1.0 + r * 1e-3), b)
-      return tf.reduce_sum(total)
-
-    chain(a, b).numpy()
-    flops = 2.0 * m * k * n * repeats
+    run, flops = make_gemm_probe(m, k, n, repeats=8)
+    run()
     deadline = time.perf_counter() + seconds_per_shape
     while time.perf_counter() < deadline:
       start = time.perf_counter()
-      chain(a, b).numpy()
+      run()
       rate = flops / (time.perf_counter() - start) / 1e9
       if rate > best:
         best, best_shape = rate, f"{m}x{k}x{n}"
@@ -147,6 +134,7 @@ def make_gemm_probe(m: int = 1024, k: int = 768, n: int = 3072, repeats: int = 4
   def chain(a, b):
     total = tf.zeros((m, n))
     for r in range(repeats):
+      # A different scale each time so no two matmuls are the same computation.
       total += tf.matmul(a * (1.0 + r * 1e-3), b)
     return tf.reduce_sum(total)
 
@@ -154,6 +142,37 @@ def make_gemm_probe(m: int = 1024, k: int = 768, n: int = 3072, repeats: int = 4
     chain(a, b).numpy()
 
   return run, 2 * m * k * n * repeats
+
+
+def summarize(times: dict, flops_of, peak_gflops: float, batch: int, probe_flops: float):
+  """Medians, MFU and speed-up per side of an ABAB run that timed a "gemm_probe" side too.
+
+  Args:
+    times: {side: [seconds per round]}, including "gemm_probe" (removed here).
+    flops_of: side -> model FLOPs of one timed unit (step or batch).
+    peak_gflops: the GEMM peak measured once, first.
+    batch: sequences per timed unit.
+  Returns:
+    (rows for format_table, {side: (median seconds, MFU(round), speed-up vs hf_torch)}).
+  """
+  probe_times = times.pop("gemm_probe")
+  round_peak = statistics.median(probe_flops / t / 1e9 for t in probe_times)
+  print(f"fp32 GEMM rate during the rounds (median of the per-round probe): "
+        f"{round_peak:.1f} GFLOP/s")
+  rows, results = [], {}
+  for name, seconds in times.items():
+    median = statistics.median(seconds)
+    flops = flops_of(name)
+    mfu = flops / median / (peak_gflops * 1e9)
+    round_mfu = statistics.median(flops / t / (probe_flops / pt)
+                                  for t, pt in zip(seconds, probe_times))
+    ratio = (median_ratio(times["hf_torch"], seconds)
+             if "hf_torch" in times and name != "hf_torch" else None)
+    results[name] = (median, round_mfu, ratio)
+    rows.append([name, f"{median:.3f}", f"{min(seconds):.3f}", f"{batch / median:.2f}",
+                 f"{flops / 1e9:.0f}", f"{flops / median / 1e9:.1f}", f"{100 * mfu:.1f}%",
+                 f"{100 * round_mfu:.1f}%", "-" if ratio is None else f"{ratio:.2f}"])
+  return rows, results
 
 
 def load_report() -> str:
