@@ -54,3 +54,10 @@ def converted_minilm(minilm_dir, tmp_path_factory) -> pathlib.Path:
   subprocess.run([sys.executable, str(REPO / "convert_checkpoint.py"), f"--input={minilm_dir}",
                   f"--output_dir={output_dir}"], check=True, cwd=REPO, capture_output=True)
   return output_dir
+
+
+@pytest.fixture(scope="session")
+def tf():
+  """TensorFlow, imported only by the tests that ask for it."""
+  import tensorflow  # pylint: disable=import-outside-toplevel
+  return tensorflow

@@ -22,12 +22,6 @@ RUN_TIMEOUT = 600
 TEXT_STEPS = 40
 
 
-@pytest.fixture(scope="module")
-def tf():
-  import tensorflow  # pylint: disable=import-outside-toplevel
-  return tensorflow
-
-
 @dataclasses.dataclass
 class Data:
   root: pathlib.Path

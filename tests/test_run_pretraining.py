@@ -30,12 +30,6 @@ RUN_TIMEOUT = 600  # a whole run, start-up included, on a busy 2-core machine
 FAULT_MARKER = "injected failure on rank 1 at step 3"
 
 
-@pytest.fixture(scope="module")
-def tf():
-  import tensorflow  # pylint: disable=import-outside-toplevel
-  return tensorflow
-
-
 @dataclasses.dataclass
 class Data:
   root: pathlib.Path
