@@ -118,7 +118,7 @@ _WORKER_STATE = {}
 
 
 def _process_in_worker(chunk_index, pieces):
-  return lib.process_chunk(chunk_index, pieces, _WORKER_STATE["encoder"],
+  return lib.process_chunk(chunk_index, pieces, _WORKER_STATE["tokenizer"],
                            _WORKER_STATE["config"])
 
 
@@ -164,7 +164,7 @@ def _chunk_bytes_of(pieces) -> int:
   return sum(len(p.data) for p in pieces)
 
 
-def create_pretraining_data(input_files: list[str], output_files: list[str], encoder,
+def create_pretraining_data(input_files: list[str], output_files: list[str], tokenizer,
                             config: lib.InstanceConfig, num_workers: int = 1,
                             use_gzip: bool = False, chunk_bytes: int = 1 << 18,
                             progress_seconds: float = 10.0) -> Summary:
@@ -191,9 +191,9 @@ def create_pretraining_data(input_files: list[str], output_files: list[str], enc
   try:
     if num_workers <= 1:
       for index, pieces in chunks:
-        consume(lib.process_chunk(index, pieces, encoder, config), _chunk_bytes_of(pieces))
+        consume(lib.process_chunk(index, pieces, tokenizer, config), _chunk_bytes_of(pieces))
     else:
-      _WORKER_STATE.update(encoder=encoder, config=config)
+      _WORKER_STATE.update(tokenizer=tokenizer, config=config)
       context = multiprocessing.get_context("fork")
       with context.Pool(num_workers) as pool:
         pending = collections.deque()  # Bounded, so memory does not grow with the corpus.
@@ -242,7 +242,7 @@ def log_summary(summary: Summary, output_files: list[str]):
 def main(_):
   input_files = expand_input_files(FLAGS.input_file)
   output_files = [p.strip() for p in FLAGS.output_file.split(",") if p.strip()]
-  encoder, vocab, vocab_source = lib.load_encoder_and_vocab(
+  tokenizer, vocab, vocab_source = lib.load_tokenizer_and_vocab(
       FLAGS.vocab_file, FLAGS.spm_model_file, FLAGS.do_lower_case)
   masking = lib.masking_config(vocab, vocab_source, FLAGS.masked_lm_prob,
                                FLAGS.max_predictions_per_seq, FLAGS.do_whole_word_mask,
@@ -255,7 +255,7 @@ def main(_):
   num_workers = FLAGS.num_workers or os.cpu_count() or 1
   logging.info("*** Reading from %d input file(s) with %d worker(s) ***", len(input_files),
                num_workers)
-  summary = create_pretraining_data(input_files, output_files, encoder, config, num_workers,
+  summary = create_pretraining_data(input_files, output_files, tokenizer, config, num_workers,
                                     FLAGS.gzip, FLAGS.chunk_bytes, FLAGS.progress_seconds)
   log_summary(summary, output_files)
 

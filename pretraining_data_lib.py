@@ -6,12 +6,13 @@ for throughput and streaming:
 * Text arrives in *chunks*: runs of whole documents of about `chunk_bytes` (see `read_chunks`).
   Everything random about a chunk comes from seeds derived from (random_seed, chunk index), so
   the output does not depend on how many processes share the work.
-* A chunk is tokenized once (bulk_tokenization.py) into one flat id array; every instance is
+* A chunk is tokenized once (tokenize_to_id_arrays, C) into one flat id array; every instance is
   then five integers (`create_instance_spans`): where segment A and segment B start and end in that
   array, and whether B is a random next. Truncation is decided in closed form: which side loses
   each token depends only on the lengths, and the number taken from the front of a side is
   Binomial(removed, 1/2), exactly the distribution of Google's token-by-token coin flips.
-* Masking (`mask_batch`) and serialisation (example_encoding.py) run on whole batches in numpy.
+* Layout, masking and serialisation run on whole batches in C (native/instances.c,
+  native/tfrecord.c): `build_input_ids`, `mask_batch`, `encode_tfrecords`.
 
 Deliberate differences from Google's script, none of which changes the distributions
 (tests/test_create_pretraining_data.py compares them with bench/reference_pretraining_data.py):
@@ -32,8 +33,14 @@ from typing import Iterator
 from absl import logging
 import numpy as np
 
-import bulk_tokenization
-import example_encoding
+import tokenization
+
+try:
+  import _instances  # native/instances.c and native/tfrecord.c, built by scripts/setup.sh.
+  import _tfrecord
+except ImportError as error:
+  raise ImportError(f"{error}: the C extensions of native/ are not built; run "
+                    "scripts/setup.sh (or `pip install --no-build-isolation ./native`).") from error
 
 SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[MASK]")
 
@@ -141,7 +148,7 @@ def decode_piece(piece: TextPiece, skip_invalid_utf8: bool) -> tuple[list[str], 
   return lines, skipped
 
 
-def tokenize_chunk(pieces: list[TextPiece], encoder,
+def tokenize_chunk(pieces: list[TextPiece], tokenizer,
                    skip_invalid_utf8: bool) -> TokenizedChunk:
   """Decodes and tokenizes a chunk; lines without tokens and documents without lines vanish."""
   all_lines, skipped = [], 0
@@ -151,7 +158,7 @@ def tokenize_chunk(pieces: list[TextPiece], encoder,
     all_lines.append("")  # The end of a file ends a document.
     skipped += piece_skipped
   stripped = [line.strip() for line in all_lines]
-  ids, counts = encoder.encode_lines([line for line in stripped if line])
+  ids, counts = tokenizer.tokenize_to_id_arrays([line for line in stripped if line])
   counts = iter(counts.tolist())
   sentence_starts, document_starts = [0], [0]
   empty_documents, in_document, document_has_tokens, position = 0, False, False, 0
@@ -263,25 +270,17 @@ def build_input_ids(token_ids: np.ndarray, spans: np.ndarray, max_seq_length: in
   Args:
     token_ids: int32 [num_tokens]; spans: int [N, 5] from `create_instance_spans`.
   Returns:
-    input_ids int32 [N, max_seq_length], segment_ids int32 [N, max_seq_length], lengths int [N].
+    input_ids int32 [N, max_seq_length], segment_ids int32 [N, max_seq_length], lengths int64
+    [N].
   """
   num_rows = len(spans)
-  ids = np.zeros((num_rows, max_seq_length), dtype=np.int32)
-  # Row-by-row slice copies (memcpys) beat building a [N, S] gather index.
-  for row, (start_a, end_a, start_b, end_b) in enumerate(spans[:, :4].tolist()):
-    length_a = end_a - start_a
-    ids[row, 1:1 + length_a] = token_ids[start_a:end_a]
-    ids[row, 2 + length_a:2 + length_a + end_b - start_b] = token_ids[start_b:end_b]
-  length_a = spans[:, 1] - spans[:, 0]
-  length_b = spans[:, 3] - spans[:, 2]
-  rows = np.arange(num_rows)
-  ids[:, 0] = cls_id
-  ids[rows, length_a + 1] = sep_id
-  ids[rows, length_a + length_b + 2] = sep_id
-  position = np.arange(max_seq_length)[None, :]
-  segment_ids = ((position >= (length_a + 2)[:, None])
-                 & (position <= (length_a + length_b + 2)[:, None]))
-  return ids, segment_ids.astype(np.int32), length_a + length_b + 3
+  input_ids = np.zeros((num_rows, max_seq_length), dtype=np.int32)
+  segment_ids = np.zeros((num_rows, max_seq_length), dtype=np.int32)
+  lengths = np.zeros(num_rows, dtype=np.int64)
+  _instances.build_input_ids(np.ascontiguousarray(token_ids, np.int32),
+                             np.ascontiguousarray(spans, np.int64).reshape(num_rows, -1),
+                             input_ids, segment_ids, lengths, cls_id, sep_id)
+  return input_ids, segment_ids, lengths
 
 
 # ----------------------------------------------------------------------------------------------
@@ -304,24 +303,24 @@ class MaskingConfig:
   continues_word: np.ndarray | None = None
 
 
-def load_encoder_and_vocab(vocab_file: str | None = None, spm_model_file: str | None = None,
+def load_tokenizer_and_vocab(vocab_file: str | None = None, spm_model_file: str | None = None,
                            do_lower_case: bool = True):
   """The tokenizer and vocabulary of --vocab_file (WordPiece) or --spm_model_file.
 
   Returns:
-    (encoder with encode_lines for tokenize_chunk, vocab {token: id}, its file for errors).
+    (tokenizer with tokenize_to_id_arrays for tokenize_chunk, vocab {token: id}, its file
+    for errors).
   Raises:
     ValueError when neither file is given.
   """
   if spm_model_file:
-    import tokenization  # pylint: disable=import-outside-toplevel
     tokenizer = tokenization.SentencePieceTokenizer(spm_model_file, do_lower_case=do_lower_case)
-    return bulk_tokenization.BatchTokenizerIds(tokenizer), tokenizer.vocab, spm_model_file
+    return tokenizer, tokenizer.vocab, spm_model_file
   if not vocab_file:
     raise ValueError("No vocabulary: pass --vocab_file (WordPiece) or --spm_model_file "
                      "(SentencePiece); [CLS], [SEP] and [MASK] take their ids from it.")
-  vocab = bulk_tokenization.load_vocab(vocab_file)
-  return bulk_tokenization.WordPieceIds(vocab, do_lower_case), vocab, vocab_file
+  tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=do_lower_case)
+  return tokenizer, tokenizer.vocab, vocab_file
 
 
 def masking_config(vocab: dict[str, int], vocab_source: str, masked_lm_prob: float,
@@ -386,33 +385,6 @@ def num_to_predict(lengths: np.ndarray, config: MaskingConfig) -> np.ndarray:
   return np.minimum(config.max_predictions_per_seq, wanted)
 
 
-def _choose_whole_words(candidates, input_ids, keys, budget, config):
-  """Google's whole-word selection for each row: words in random order, a word taken only if
-  it fits in what is left of the budget. Returns chosen bool [N, S]."""
-  chosen = np.zeros(candidates.shape, dtype=bool)
-  continues = config.continues_word[input_ids] & candidates
-  for row in range(len(input_ids)):
-    positions = np.flatnonzero(candidates[row])
-    if not len(positions):
-      continue
-    starts_word = ~continues[row, positions]
-    starts_word[0] = True  # A leading "##" piece opens a word of its own, as in Google's.
-    word_of = np.cumsum(starts_word) - 1
-    word_starts = np.flatnonzero(starts_word)
-    word_sizes = np.diff(np.append(word_starts, len(positions)))
-    order = np.argsort(keys[row, positions[word_starts]], kind="stable")
-    taken, count = [], 0
-    for word in order.tolist():
-      if count >= budget[row]:
-        break
-      if count + word_sizes[word] > budget[row]:
-        continue
-      taken.append(word)
-      count += word_sizes[word]
-    chosen[row, positions[np.isin(word_of, taken)]] = True
-  return chosen
-
-
 def mask_batch(input_ids: np.ndarray, lengths: np.ndarray, config: MaskingConfig,
                rng: np.random.Generator) -> MaskedBatch:
   """Google's create_masked_lm_predictions on a batch of instances.
@@ -420,47 +392,23 @@ def mask_batch(input_ids: np.ndarray, lengths: np.ndarray, config: MaskingConfig
   Args:
     input_ids: int [N, S] unmasked, [CLS] A [SEP] B [SEP] then padding.
     lengths: int [N], tokens before the padding.
+    rng: the masks are a function of one 64-bit draw from it.
   Every token but [CLS], [SEP] and padding is a candidate; min(P, max(1, round(length * prob)))
   of them are chosen uniformly (whole words only, with `config.continues_word`); each chosen
   token becomes [MASK] with probability 0.8, stays with 0.1, or becomes a uniformly random
-  vocabulary id with 0.1.
+  vocabulary id with 0.1 (native/instances.c).
   """
-  input_ids = np.asarray(input_ids, dtype=np.int32)
-  num_rows, seq_length = input_ids.shape
-  max_predictions = config.max_predictions_per_seq
-  position = np.arange(seq_length)[None, :]
-  candidates = ((position < np.asarray(lengths)[:, None]) & (input_ids != config.cls_id)
-                & (input_ids != config.sep_id))
-  budget = np.minimum(num_to_predict(lengths, config), candidates.sum(axis=1))
-  keys = rng.random((num_rows, seq_length))
-  if config.continues_word is not None:
-    chosen = _choose_whole_words(candidates, input_ids, keys, budget, config)
-    # Chosen positions in increasing order, padded with seq_length (sorted last).
-    padded = np.sort(np.where(chosen, position, seq_length), axis=1)[:, :max_predictions]
-  else:
-    keys = np.where(candidates, keys, 2.0)
-    kept = min(max_predictions, seq_length)
-    smallest = np.argpartition(keys, kept - 1, axis=1)[:, :kept]
-    rank = np.argsort(np.take_along_axis(keys, smallest, axis=1), axis=1)
-    ordered = np.take_along_axis(smallest, rank, axis=1)
-    # The first `budget` positions in key order are the chosen ones; sorted, then padding.
-    take = np.arange(kept)[None, :] < budget[:, None]
-    padded = np.sort(np.where(take, ordered, seq_length), axis=1)
-  if padded.shape[1] < max_predictions:
-    padded = np.pad(padded, ((0, 0), (0, max_predictions - padded.shape[1])),
-                    constant_values=seq_length)
-  valid = padded < seq_length
-  positions = np.where(valid, padded, 0)
-  labels = np.where(valid, np.take_along_axis(input_ids, positions, axis=1), 0)
-  action = rng.random((num_rows, max_predictions))
-  keep = rng.random((num_rows, max_predictions)) < 0.5
-  random_ids = rng.integers(0, config.vocab_size, (num_rows, max_predictions))
-  replacement = np.where(action < 0.8, config.mask_id, np.where(keep, labels, random_ids))
-  masked = input_ids.copy()
-  rows = np.broadcast_to(np.arange(num_rows)[:, None], positions.shape)
-  masked[rows[valid], positions[valid]] = replacement[valid]
-  return MaskedBatch(masked, positions.astype(np.int32), labels.astype(np.int32),
-                     valid.astype(np.float32))
+  masked = np.array(input_ids, dtype=np.int32, order="C")  # A copy, masked in place.
+  num_rows = len(masked)
+  shape = (num_rows, config.max_predictions_per_seq)
+  positions, labels = np.zeros(shape, np.int32), np.zeros(shape, np.int32)
+  weights = np.zeros(shape, np.float32)
+  lengths = np.ascontiguousarray(lengths, np.int64)
+  seed = int(rng.integers(0, 2**64, dtype=np.uint64))
+  _instances.mask_rows(masked, lengths, num_to_predict(lengths, config), config.continues_word,
+                       positions, labels, weights, config.cls_id, config.sep_id,
+                       config.mask_id, config.vocab_size, seed)
+  return MaskedBatch(masked, positions, labels, weights)
 
 
 def mask_instance(input_ids: np.ndarray, config: MaskingConfig,
@@ -510,10 +458,10 @@ def chunk_rngs(config: InstanceConfig, chunk_index: int):
   return span_rngs, np.random.default_rng(children[-1])
 
 
-def process_chunk(chunk_index: int, pieces: list[TextPiece], encoder,
+def process_chunk(chunk_index: int, pieces: list[TextPiece], tokenizer,
                   config: InstanceConfig) -> ChunkResult:
   """Tokenizes a chunk, creates `dupe_factor` passes of instances, shuffles, masks, encodes."""
-  chunk = tokenize_chunk(pieces, encoder, config.skip_invalid_utf8)
+  chunk = tokenize_chunk(pieces, tokenizer, config.skip_invalid_utf8)
   span_rngs, rng = chunk_rngs(config, chunk_index)
   spans = []
   if len(chunk.document_starts) > 1:
@@ -539,8 +487,7 @@ def process_chunk(chunk_index: int, pieces: list[TextPiece], encoder,
                    ("masked_lm_ids", masked_batch.masked_lm_ids),
                    ("masked_lm_weights", masked_batch.masked_lm_weights)]
     features.append(("next_sentence_labels", batch[:, 4:5]))
-    flat, example_lengths = example_encoding.encode_examples(features)
-    framed, framed_lengths = example_encoding.frame_tfrecords(flat, example_lengths)
+    framed, framed_lengths = encode_tfrecords(features)
     records.append(framed)
     lengths.append(framed_lengths)
   return ChunkResult(
@@ -549,3 +496,26 @@ def process_chunk(chunk_index: int, pieces: list[TextPiece], encoder,
       documents=len(chunk.document_starts) - 1, empty_documents=chunk.empty_documents,
       skipped_lines=chunk.skipped_lines, tokens=tokens, masked=masked,
       random_next=int(spans[:, 4].sum()))
+
+
+def encode_tfrecords(features: list[tuple[str, np.ndarray]]) -> tuple[bytes, np.ndarray]:
+  """Serialises N `tf.train.Example`s of fixed-width features as framed TFRecords.
+
+  Args:
+    features: (name, values) pairs in output order; values int [N, K] (int64_list) or float
+      [N, K] (float_list, stored as float32).
+  Returns:
+    (the N framed records back to back, exactly TFRecordWriter's bytes; int64 [N] framed
+    lengths).
+  """
+  records, lengths = _tfrecord.encode_examples([
+      (name, np.ascontiguousarray(values, _native_dtype(np.asarray(values).dtype)))
+      for name, values in features])
+  return records, np.frombuffer(lengths, np.int64)
+
+
+def _native_dtype(dtype: np.dtype) -> type:
+  """What _tfrecord reads without a conversion: float32, int32 or int64."""
+  if dtype.kind == "f":
+    return np.float32
+  return np.int32 if dtype == np.int32 else np.int64

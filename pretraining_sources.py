@@ -2,7 +2,7 @@
 
 Both reuse create_pretraining_data's algorithm (pretraining_data_lib); nothing here re-states it.
 The tokenizer, vocabulary and MaskingConfig come from the same flags through the same functions
-(pretraining_data_lib.load_encoder_and_vocab and masking_config).
+(pretraining_data_lib.load_tokenizer_and_vocab and masking_config).
 
 Dynamic masking (`mask_dataset`, run_pretraining's --dynamic_masking): batches of unmasked
 instances (create_pretraining_data.py --no_masking) are masked in the tf.data pipeline by
@@ -105,7 +105,7 @@ class TextSource:
   """What the raw-text stream needs: the files, the tokenizer and create_pretraining_data's
   instance flags (max_seq_length, short_seq_prob, chunk_bytes)."""
   files: tuple[str, ...]
-  encoder: object  # encode_lines(lines) -> (ids, counts), e.g. bulk_tokenization.WordPieceIds
+  tokenizer: object  # tokenize_to_id_arrays(lines) -> (ids, counts), e.g. FullTokenizer
   cls_id: int
   sep_id: int
   max_seq_length: int
@@ -146,7 +146,7 @@ def text_instances(source: TextSource, rank: int = 0, num_ranks: int = 1, seed: 
     for chunk_index, pieces in enumerate(chunks):
       if chunk_index % stride != rank % stride:
         continue
-      chunk = lib.tokenize_chunk(pieces, source.encoder, source.skip_invalid_utf8)
+      chunk = lib.tokenize_chunk(pieces, source.tokenizer, source.skip_invalid_utf8)
       if len(chunk.document_starts) < 2:  # No document with tokens.
         continue
       order_rng = _generator(seed, _INSTANCE_STREAM, rank, epoch, chunk_index)

@@ -137,7 +137,7 @@ class InputSource:
     self.vocab_size = config.vocab_size
     self.masking = None
     if FLAGS.dynamic_masking or FLAGS.input_text_file:
-      encoder, vocab, vocab_source = pretraining_data_lib.load_encoder_and_vocab(
+      tokenizer, vocab, vocab_source = pretraining_data_lib.load_tokenizer_and_vocab(
           FLAGS.vocab_file, FLAGS.spm_model_file, FLAGS.do_lower_case)
       if len(vocab) > config.vocab_size:
         raise ValueError(f"{vocab_source} has {len(vocab)} tokens, but the model's vocab_size "
@@ -149,7 +149,7 @@ class InputSource:
       self.text = pretraining_sources.TextSource(
           files=tuple(input_pipeline.expand_input_files(FLAGS.input_text_file,
                                                         "--input_text_file")),
-          encoder=encoder, cls_id=self.masking.cls_id, sep_id=self.masking.sep_id,
+          tokenizer=tokenizer, cls_id=self.masking.cls_id, sep_id=self.masking.sep_id,
           max_seq_length=FLAGS.max_seq_length, short_seq_prob=FLAGS.short_seq_prob,
           chunk_bytes=FLAGS.chunk_bytes)
     else:

@@ -1,15 +1,17 @@
-"""BERT tokenization: Google's exact algorithm, a fast tensorflow-text batch path, SentencePiece.
+"""BERT tokenization: Google's exact algorithm, a fast C batch path, SentencePiece.
 
 The public API is that of google-research/bert's tokenization.py (FullTokenizer, BasicTokenizer,
 WordpieceTokenizer, load_vocab, ...) so scripts written against it run unchanged. Additions:
 
-* `FullTokenizer.tokenize_to_ids(texts)`: the batch path for bulk work. It runs
-  tensorflow-text (C++) in-graph and returns ids identical to
-  `convert_tokens_to_ids(tokenize(text))` for every text; tokenization_tf.FastWordpieceIds
-  explains how the places where tensorflow-text's normalisation differs from Google's are
-  handled. This module imports TensorFlow only when a fast path is first used.
-* `FullTokenizer.tf_tokenizer()`: the same fast path as a `tf.Module` usable inside tf.data or
-  a SavedModel (string tensor in, ragged int64 ids out).
+* `FullTokenizer.tokenize_to_ids(texts)` / `tokenize_to_id_arrays(texts)`: the batch path for
+  bulk work. A C extension (native/wordpiece.c) applies Google's algorithm character by
+  character from tables this module computes (`_normalized_char`), and returns ids identical
+  to `convert_tokens_to_ids(tokenize(text))` for every text: the rare texts whose result
+  depends on context (`_depends_on_context`) take the Python path. Without the extension built,
+  the batch path is the Python path, with a warning.
+* `FullTokenizer.tf_tokenizer()`: the tokenizer in-graph (tensorflow-text), a `tf.Module`
+  usable inside tf.data or a SavedModel (string tensor in, ragged int64 ids out). This module
+  imports TensorFlow only then.
 * `SentencePieceTokenizer(model_file)`: the same interface over a sentencepiece model.
 * `create_tokenizer(vocab_file, spm_model_file, do_lower_case)`: picks one of the two.
 """
@@ -18,9 +20,18 @@ import collections
 import concurrent.futures
 import contextlib
 import gc
+import itertools
 import os
 import re
 import unicodedata
+import warnings
+
+import numpy as np
+
+try:
+  import _wordpiece  # The C fast path, built by scripts/setup.sh from native/.
+except ImportError:
+  _wordpiece = None
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _LOWERED_SPECIAL = re.compile("|".join(re.escape(token.lower()) for token in SPECIAL_TOKENS))
@@ -151,6 +162,46 @@ def _is_chinese_char(cp):
   return any(low <= cp <= high for low, high in _CJK_RANGES)
 
 
+def _normalized_char(char, do_lower_case):
+  """Google's BasicTokenizer applied to one character on its own, with token breaks as spaces.
+
+  Every step of Google's algorithm is per character except the context-dependent ones that
+  `_depends_on_context` lists, so joining these strings and splitting on spaces reproduces
+  BasicTokenizer.tokenize for any text without those characters. The fast paths (the C
+  extension and tokenization_tf) are built on this function.
+  """
+  cleaned = _cleaned_char(char)
+  if cleaned != char:
+    return cleaned
+  text = char
+  if do_lower_case:
+    text = "".join(c for c in unicodedata.normalize("NFD", char.lower())
+                   if unicodedata.category(c) != "Mn")
+  # str.split() also breaks on U+2028/U+2029 (Zl/Zp), which Google's cleaning keeps.
+  text = "".join(f" {c} " if _is_punctuation(c) else (" " if c.isspace() else c) for c in text)
+  # CJK splitting happens before lower-casing, on the original character.
+  return f" {text} " if _is_chinese_char(ord(char)) else text
+
+
+def _is_reordering_mark(char):
+  """True if NFD(char) holds a combining mark that survives accent stripping (not Mn).
+
+  Canonical reordering can move such marks past each other, which a per-character table
+  cannot reproduce.
+  """
+  return any(unicodedata.combining(c) and unicodedata.category(c) != "Mn"
+             for c in unicodedata.normalize("NFD", char))
+
+
+def _depends_on_context(char, do_lower_case):
+  """True where Google's result for `char` depends on its neighbours, so that only the Python
+  path is exact: a capital sigma (str.lower() picks the final form by context) and reordering
+  marks when lower-casing; lone surrogates (no UTF-8 form) always."""
+  if 0xD800 <= ord(char) <= 0xDFFF:
+    return True
+  return do_lower_case and (char == "\u03a3" or _is_reordering_mark(char))
+
+
 class BasicTokenizer:
   """Google's BasicTokenizer: cleaning, CJK splitting, lower-casing, accent and punctuation split.
 
@@ -261,9 +312,12 @@ class WordpieceTokenizer:
 class FullTokenizer:
   """End-to-end WordPiece tokenization: BasicTokenizer then WordpieceTokenizer (Google's API).
 
-  `tokenize` is the exact Python reference; `tokenize_to_ids` is the fast batch path with
-  identical ids, and `tf_tokenizer()` returns that fast path as a TensorFlow module.
+  `tokenize` is the exact Python reference; `tokenize_to_ids` and `tokenize_to_id_arrays` are
+  the fast batch path (C, native/wordpiece.c) with identical ids, and `tf_tokenizer()` the
+  in-graph tokenizer for tf.data and SavedModels.
   """
+
+  _warned_no_native = False  # Warn once per process that the C tokenizer is missing.
 
   def __init__(self, vocab_file, do_lower_case=True):
     self.vocab_file = vocab_file
@@ -273,6 +327,7 @@ class FullTokenizer:
     self.basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case)
     self.wordpiece_tokenizer = WordpieceTokenizer(vocab=self.vocab)
     self._tf_module = None
+    self._native = None
 
   def tokenize(self, text):
     """Returns the wordpieces (list of str) of one text."""
@@ -288,17 +343,17 @@ class FullTokenizer:
     return convert_by_vocab(self.inv_vocab, ids)
 
   def tf_tokenizer(self):
-    """Returns the fast path as a `tf.Module`: string tensor [batch] -> ragged int64 [batch, None].
+    """Returns the tokenizer as a `tf.Module`: string tensor [batch] -> ragged int64 [batch, None].
 
-    Usable inside tf.data and as part of a SavedModel. See tokenization_tf.FastWordpieceIds
-    for the (tiny) class of strings on which it can differ from `tokenize`;
-    `tokenize_to_ids` routes those to the Python path.
+    Usable inside tf.data and as part of a SavedModel (tensorflow-text in-graph). See
+    tokenization_tf.FastWordpieceIds for the (tiny) class of strings on which it can differ
+    from `tokenize`.
     """
     if self._tf_module is None:
       unk_token = self.wordpiece_tokenizer.unk_token
       if unk_token not in self.vocab:
         raise ValueError(f"{self.vocab_file}: the unknown token {unk_token!r} is not in the "
-                         "vocabulary; the fast path needs it.")
+                         "vocabulary; the in-graph tokenizer needs it.")
       import tokenization_tf  # pylint: disable=import-outside-toplevel
       self._tf_module = tokenization_tf.FastWordpieceIds(
           _vocab_list(self.vocab), do_lower_case=self.do_lower_case, unk_token=unk_token,
@@ -310,36 +365,84 @@ class FullTokenizer:
 
     Args:
       texts: list of str (or bytes, decoded as UTF-8).
-      batch_size: texts per call of the TensorFlow graph; bounds memory.
-      num_threads: graph calls run at once (TensorFlow releases the GIL); default: all cores.
+      batch_size: texts per call of the C tokenizer; bounds memory.
+      num_threads: batches tokenized at once (the C code releases the GIL); default: all cores.
     Returns:
       list (len(texts)) of lists of int ids.
     """
     texts = [convert_to_unicode(text) for text in texts]
-    module = self.tf_tokenizer()
-    python_rows = module.rows_needing_python(texts)
-    fast_texts = [text for i, text in enumerate(texts) if i not in python_rows]
-    batches = [fast_texts[start:start + batch_size]
-               for start in range(0, len(fast_texts), batch_size)]
+    native = self._native_wordpiece()
+    if native is None:
+      return [self._exact_ids(text) for text in texts]
+    batches = [texts[start:start + batch_size] for start in range(0, len(texts), batch_size)]
     num_threads = min(num_threads or os.cpu_count() or 1, len(batches))
-
-    def tokenize_batch(batch):
-      return _ragged_to_lists(module(batch))
-
     with _gc_paused():
       if num_threads > 1:
         with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
-          batch_ids = list(pool.map(tokenize_batch, batches))
+          encoded = list(pool.map(native.encode_lists, batches))
       else:
-        batch_ids = [tokenize_batch(batch) for batch in batches]
-    fast_ids = [ids for batch in batch_ids for ids in batch]
+        encoded = [native.encode_lists(batch) for batch in batches]
+    ids = []
+    for batch, (batch_ids, python_rows) in zip(batches, encoded):
+      for row in python_rows:
+        batch_ids[row] = self._exact_ids(batch[row])
+      ids.extend(batch_ids)
+    return ids
+
+  def tokenize_to_id_arrays(self, texts):
+    """The batch path as arrays: (ids int32 [total], counts int64 [len(texts)]), every text's
+    ids back to back and how many each has. For corpora (create_pretraining_data.py)."""
+    texts = [convert_to_unicode(text) for text in texts]
+    native = self._native_wordpiece()
+    if native is None:
+      return _ids_to_arrays([self._exact_ids(text) for text in texts])
+    ids, counts, python_rows = native.encode_arrays(texts)
+    ids, counts = np.frombuffer(ids, np.int32), np.frombuffer(counts, np.int64)
     if not python_rows:
-      return fast_ids
-    fast_iter = iter(fast_ids)
-    return [
-        self.convert_tokens_to_ids(self.tokenize(text)) if i in python_rows else next(fast_iter)
-        for i, text in enumerate(texts)
-    ]
+      return ids, counts
+    # Splice the exactly tokenized rows in: rebuild per row (rare: few texts need Python).
+    per_text = np.split(ids, np.cumsum(counts)[:-1]) if len(texts) else []
+    for row in python_rows:
+      per_text[row] = self._exact_ids(texts[row])
+    return _ids_to_arrays(per_text)
+
+  def _exact_ids(self, text):
+    return self.convert_tokens_to_ids(self.tokenize(text))
+
+  def _native_wordpiece(self):
+    """The C tokenizer for this vocabulary, or None (with a warning) when it is not built."""
+    if self._native is None:
+      if _wordpiece is None:
+        if not FullTokenizer._warned_no_native:
+          FullTokenizer._warned_no_native = True
+          warnings.warn("The C WordPiece (_wordpiece) is not built, so batch tokenization "
+                        "runs Google's Python algorithm (about 30x slower). Build it with "
+                        "scripts/setup.sh or `pip install --no-build-isolation ./native`.",
+                        stacklevel=3)
+        return None
+      do_lower_case = self.do_lower_case
+
+      def normalize_char(cp):
+        char = chr(cp)
+        if _depends_on_context(char, do_lower_case):
+          return None
+        return _normalized_char(char, do_lower_case)
+
+      wordpiece = self.wordpiece_tokenizer
+      self._native = _wordpiece.WordPiece(
+          tokens=_tokens_by_id(self.vocab), unk_id=self.vocab.get(wordpiece.unk_token, -1),
+          max_input_chars_per_word=wordpiece.max_input_chars_per_word,
+          normalize_char=normalize_char)
+    return self._native
+
+
+def _tokens_by_id(vocab):
+  """The tokens of `vocab` as a list indexed by id; None for ids without a token."""
+  tokens = [None] * (max(vocab.values(), default=-1) + 1)
+  for token, index in vocab.items():
+    if token:
+      tokens[index] = token
+  return tokens
 
 
 def _vocab_list(vocab):
@@ -348,18 +451,16 @@ def _vocab_list(vocab):
   Ids without a usable token (blank lines in the file) get a placeholder with spaces, which no
   word can ever match because words never contain whitespace.
   """
-  tokens = [f" <empty vocab line {i + 1}> " for i in range(max(vocab.values()) + 1)]
-  for token, index in vocab.items():
-    if token:
-      tokens[index] = token
-  return tokens
+  return [f" <empty vocab line {i + 1}> " if token is None else token
+          for i, token in enumerate(_tokens_by_id(vocab))]
 
 
-def _ragged_to_lists(ragged):
-  """RaggedTensor [batch, None] -> list of lists of int, without per-element Python work."""
-  values = ragged.flat_values.numpy().tolist()
-  splits = ragged.row_splits.numpy().tolist()
-  return [values[start:end] for start, end in zip(splits[:-1], splits[1:])]
+def _ids_to_arrays(per_text):
+  """List of id sequences -> (ids int32 [total], counts int64 [len(per_text)])."""
+  counts = np.fromiter(map(len, per_text), dtype=np.int64, count=len(per_text))
+  ids = np.fromiter(itertools.chain.from_iterable(per_text), dtype=np.int32,
+                    count=int(counts.sum()))
+  return ids, counts
 
 
 @contextlib.contextmanager
@@ -431,6 +532,10 @@ class SentencePieceTokenizer:
   def tokenize_to_ids(self, texts):
     """Batch path: list of str -> list of lists of int (sentencepiece's C++ batch encoder)."""
     return self.sp_model.encode([self._prepare(text) for text in texts])
+
+  def tokenize_to_id_arrays(self, texts):
+    """(ids int32 [total], counts int64 [len(texts)]), as FullTokenizer.tokenize_to_id_arrays."""
+    return _ids_to_arrays(self.tokenize_to_ids(texts))
 
   def tf_tokenizer(self):
     """Returns a `tf.Module`: string [batch] -> ragged int64 ids [batch, None].

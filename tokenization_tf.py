@@ -14,40 +14,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from tokenization import (_CJK_RANGES, SPECIAL_TOKENS, _is_chinese_char, _is_control,
-                          _is_punctuation, _is_whitespace)
-
-
-def _normalized_char(char, do_lower_case):
-  """Google's BasicTokenizer applied to one character on its own, with token breaks as spaces.
-
-  Every step of Google's algorithm is per character except the context-dependent ones that
-  `_CharTables.python_only` lists, so joining these strings and splitting on spaces reproduces
-  BasicTokenizer.tokenize for any text without those characters.
-  """
-  cp = ord(char)
-  if cp == 0 or cp == 0xFFFD or _is_control(char):
-    return ""
-  if _is_whitespace(char):
-    return " "
-  text = char
-  if do_lower_case:
-    text = "".join(c for c in unicodedata.normalize("NFD", char.lower())
-                   if unicodedata.category(c) != "Mn")
-  # str.split() also breaks on U+2028/U+2029 (Zl/Zp), which Google's cleaning keeps.
-  text = "".join(f" {c} " if _is_punctuation(c) else (" " if c.isspace() else c) for c in text)
-  # CJK splitting happens before lower-casing, on the original character.
-  return f" {text} " if _is_chinese_char(cp) else text
-
-
-def _is_reordering_mark(char):
-  """True if NFD(char) holds a combining mark that survives accent stripping (not Mn).
-
-  Canonical reordering can move such marks past each other, which a per-character table
-  cannot reproduce.
-  """
-  return any(unicodedata.combining(c) and unicodedata.category(c) != "Mn"
-             for c in unicodedata.normalize("NFD", char))
+from tokenization import (_CJK_RANGES, SPECIAL_TOKENS, _is_chinese_char, _is_reordering_mark,
+                          _normalized_char)
 
 
 # Blocks where tensorflow-text's FastBertTokenizer was checked, code point by code point, to

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One setup path for users, CI and the Docker images: creates .venv at the repo root,
-# installs the pinned stack, the real MiniLM test model, and builds Horovod.
+# installs the pinned stack and the real MiniLM test model, builds the C extensions
+# (native/) and Horovod.
 # Running it again is quick and changes nothing.
 #
 # Environment switches:
@@ -64,6 +65,19 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; then
   echo "$wanted" > "$stamp"
 else
   log "requirements up to date"
+fi
+
+# --- C extensions: WordPiece and TFRecord writing (native/) -------------------------------
+native_stamp="$venv/.native.sha256"
+native_wanted="$(cat "$repo"/native/*.c "$repo/native/setup.py" | sha256sum | cut -d' ' -f1)"
+if [[ "$(cat "$native_stamp" 2>/dev/null)" != "$native_wanted" ]]; then
+  log "building the C extensions (native/)"
+  # --no-build-isolation: build with this venv's setuptools, no download.
+  "${pip[@]}" --no-build-isolation "$repo/native"
+  rm -rf "$repo/native/build" "$repo/native/"*.egg-info
+  echo "$native_wanted" > "$native_stamp"
+else
+  log "C extensions up to date"
 fi
 
 # --- Horovod ---------------------------------------------------------------------------

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 import create_pretraining_data as cpd
-import bulk_tokenization
-import example_encoding
 import pretraining_data_lib as lib
+import tokenization
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "bench"))
 import austen_corpus  # pylint: disable=wrong-import-position
@@ -42,8 +41,13 @@ def write_corpus(path, docs):
 
 
 @pytest.fixture(scope="module")
-def vocab(uncased_vocab):
-  return bulk_tokenization.load_vocab(str(uncased_vocab))
+def tokenizer(uncased_vocab):
+  return tokenization.FullTokenizer(str(uncased_vocab), do_lower_case=True)
+
+
+@pytest.fixture(scope="module")
+def vocab(tokenizer):
+  return tokenizer.vocab
 
 
 def make_config(vocab, seq=SEQ, pred=PRED, dupe=2, seed=12345, whole_word=False, masking=True,
@@ -54,11 +58,10 @@ def make_config(vocab, seq=SEQ, pred=PRED, dupe=2, seed=12345, whole_word=False,
                             random_seed=seed, masking=masking_config, apply_masking=masking)
 
 
-def run(vocab, inputs, outputs, workers=1, use_gzip=False, chunk_bytes=1 << 15, **kwargs):
-  encoder = bulk_tokenization.WordPieceIds(vocab, do_lower_case=True)
+def run(tokenizer, inputs, outputs, workers=1, use_gzip=False, chunk_bytes=1 << 15, **kwargs):
   return cpd.create_pretraining_data([str(p) for p in inputs], [str(p) for p in outputs],
-                                     encoder, make_config(vocab, **kwargs), workers, use_gzip,
-                                     chunk_bytes)
+                                     tokenizer, make_config(tokenizer.vocab, **kwargs), workers,
+                                     use_gzip, chunk_bytes)
 
 
 def google_feature_spec(tf, seq=SEQ, pred=PRED):
@@ -83,54 +86,47 @@ def read_records(tf, paths, spec, compression=None):
 # Building blocks.
 
 
-def test_wordpiece_ids_match_full_tokenizer(uncased_vocab, documents):
-  import tokenization  # pylint: disable=import-outside-toplevel
-  rng = random.Random(0)
-  alphabet = [chr(c) for c in range(0x250)] + list(
-      "\u3000\u2028\x85\u4e2d\u6587\u200b\ufeff\ufffd\u0301\u0130\u03a3\u2019\u201c\xe9\xad"
-      "\U0001F600")
-  fuzz = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30))).replace("\n", " ")
-          for _ in range(1500)]
-  lines = [s for doc in documents[:150] for s in doc] + fuzz + ["", "a\x00b\tc\rd"]
-  for lower in (True, False):
-    tokenizer = tokenization.FullTokenizer(str(uncased_vocab), do_lower_case=lower)
-    encoder = bulk_tokenization.WordPieceIds(bulk_tokenization.load_vocab(str(uncased_vocab)),
-                                             lower)
-    ids, counts = encoder.encode_lines(lines)
-    assert counts.sum() == len(ids)
-    for line, got in zip(lines, np.split(ids, np.cumsum(counts)[:-1])):
-      assert got.tolist() == tokenizer.convert_tokens_to_ids(tokenizer.tokenize(line)), line
-
-
-def test_example_encoding_parses_like_tf_example_and_frames_like_tfrecordwriter(tf, tmp_path):
-  rng = np.random.default_rng(0)
-  rows = 50
-  features = [("input_ids", rng.integers(0, 30522, (rows, 16))),
-              ("big", rng.integers(0, 2**32, (rows, 3))),
-              ("input_mask", rng.integers(0, 2, (rows, 16))),
-              ("masked_lm_weights", rng.random((rows, 4)).astype(np.float32)),
-              ("next_sentence_labels", rng.integers(0, 2, (rows, 1)))]
-  flat, lengths = example_encoding.encode_examples(features)
-  starts = np.concatenate([[0], np.cumsum(lengths)])
-  path = tmp_path / "ref.tfrecord"
+def _check_against_tensorflow(tf, path, features, framed, framed_lengths):
+  """Each framed record holds the tf.train.Example the protobuf API builds from `features`
+  (map order aside), and the framing is TFRecordWriter's byte for byte."""
+  starts = np.concatenate([[0], np.cumsum(framed_lengths)])
+  assert starts[-1] == len(framed)
   with tf.io.TFRecordWriter(str(path)) as writer:
-    for i in range(rows):
-      record = flat[starts[i]:starts[i + 1]].tobytes()
-      parsed = tf.train.Example.FromString(record)
+    for i in range(len(framed_lengths)):
+      record = framed[starts[i] + 12:starts[i + 1] - 4]
       expected = tf.train.Example(features=tf.train.Features(feature={
           name: (tf.train.Feature(float_list=tf.train.FloatList(value=values[i]))
                  if values.dtype.kind == "f" else
                  tf.train.Feature(int64_list=tf.train.Int64List(value=values[i])))
           for name, values in features}))
-      assert parsed == expected
-      assert len(expected.SerializeToString()) == lengths[i]
+      assert tf.train.Example.FromString(record) == expected
+      assert len(expected.SerializeToString()) == len(record)
       writer.write(record)
-  framed, framed_lengths = example_encoding.frame_tfrecords(flat, lengths)
   assert framed == path.read_bytes()
-  assert framed_lengths.tolist() == (lengths + 16).tolist()
 
 
-def test_truncation_removes_like_google(vocab):
+def _features(rng, rows, high=2**32):
+  return [("input_ids", rng.integers(0, 30522, (rows, 16))),
+          ("big", rng.integers(0, high, (rows, 3))),
+          ("input_mask", rng.integers(0, 2, (rows, 16)).astype(np.int32)),
+          ("masked_lm_weights", rng.random((rows, 4)).astype(np.float32)),
+          ("next_sentence_labels", rng.integers(0, 2, (rows, 2))[:, 1:])]  # Not contiguous.
+
+
+def test_tfrecords_are_tfrecordwriter_bytes(tf, tmp_path):
+  rng = np.random.default_rng(0)
+  features = _features(rng, 50)
+  # 64-bit and negative values (10-byte varints) too.
+  features.append(("wide", np.array([[2**40, -1, 2**63 - 1]] * 50, dtype=np.int64)))
+  framed, framed_lengths = lib.encode_tfrecords(features)
+  _check_against_tensorflow(tf, tmp_path / "ref.tfrecord", features, framed, framed_lengths)
+  empty, empty_lengths = lib.encode_tfrecords([("x", np.zeros((0, 3), np.int64))])
+  assert empty == b"" and len(empty_lengths) == 0
+  with pytest.raises(ValueError, match="'b' has 2 rows, the first feature 3"):
+    lib.encode_tfrecords([("a", np.zeros((3, 1))), ("b", np.zeros((2, 1)))])
+
+
+def test_truncation_removes_like_google():
   rng = random.Random(1)
   for _ in range(2000):
     length_a, length_b, limit = rng.randint(1, 80), rng.randint(1, 80), rng.randint(2, 60)
@@ -164,14 +160,45 @@ def test_mask_instance_counts_and_candidates(vocab):
   assert abs(masked_tokens / sum(counts) - 0.8) < 0.02
 
 
+def test_masking_statistics_match_google(vocab):
+  """Each candidate is equally likely; 80% [MASK], 10% kept, 10% random; a short row masks what
+  it has; [CLS]/[SEP] anywhere (also inside a segment) are never candidates."""
+  config = make_config(vocab).masking
+  cls, sep = config.cls_id, config.sep_id
+  ids = np.array([cls] + [2000 + i for i in range(30)] + [sep] + [3000 + i for i in range(10)]
+                 + [sep] + [4000 + i for i in range(10)] + [sep])
+  rows = 4000
+  batch = lib.mask_batch(np.tile(ids, (rows, 1)), np.full(rows, len(ids)), config,
+                         np.random.default_rng(5))
+  weights = batch.masked_lm_weights > 0
+  budget = round(len(ids) * 0.15)
+  assert (weights.sum(axis=1) == budget).all()
+  positions = batch.masked_lm_positions[weights]
+  candidates = np.flatnonzero((ids != cls) & (ids != sep))
+  frequency = np.bincount(positions, minlength=len(ids)) / rows
+  assert not frequency[[0, 31, 42, 53]].any()
+  expected = budget / len(candidates)  # ~0.16; the standard error over 4000 rows is ~0.006.
+  assert np.abs(frequency[candidates] - expected).max() < 0.03
+  new = batch.input_ids[np.nonzero(weights)[0], positions]
+  original = ids[positions]
+  assert abs(np.mean(new == config.mask_id) - 0.8) < 0.01
+  assert abs(np.mean(new == original) - 0.1) < 0.01
+  assert abs(np.mean((new != original) & (new != config.mask_id)) - 0.1) < 0.01
+  short = lib.mask_batch(np.array([[cls, 7, sep, 8, sep, 0]]), np.array([5]),
+                         lib.MaskingConfig(1.0, PRED, config.vocab_size, cls, sep,
+                                           config.mask_id), np.random.default_rng(0))
+  assert short.masked_lm_positions[0, :2].tolist() == [1, 3]
+  assert short.masked_lm_weights[0].tolist() == [1, 1] + [0] * (PRED - 2)
+
+
 # ----------------------------------------------------------------------------------------------
 # The whole script.
 
 
-def test_schema_and_contents(tf, tmp_path, vocab, documents):
+def test_schema_and_contents(tokenizer, tf, tmp_path, vocab, documents):
   corpus = write_corpus(tmp_path / "corpus.txt", documents[:40])
   out = tmp_path / "out.tfrecord"
-  summary = run(vocab, [corpus], [out])
+  summary = run(tokenizer, [corpus], [out])
   got = read_records(tf, [out], google_feature_spec(tf))
   n = len(got["input_ids"])
   assert n == summary.instances > 100
@@ -201,10 +228,11 @@ def test_schema_and_contents(tf, tmp_path, vocab, documents):
   assert 0.08 < (masked_to == got["masked_lm_ids"][valid]).mean() < 0.12  # Kept (+ 1/V random).
 
 
-def test_google_reference_files_parse_like_ours(tf, tmp_path, vocab, uncased_vocab, documents):
+def test_google_reference_files_parse_like_ours(tokenizer, tf, tmp_path, vocab, uncased_vocab,
+                                                documents):
   corpus = write_corpus(tmp_path / "corpus.txt", documents[:8])
   ours, theirs = tmp_path / "ours.tfrecord", tmp_path / "theirs.tfrecord"
-  run(vocab, [corpus], [ours])
+  run(tokenizer, [corpus], [ours])
   reference.run([str(corpus)], [str(theirs)], str(uncased_vocab), max_seq_length=SEQ,
                 max_predictions_per_seq=PRED, dupe_factor=2)
   spec = google_feature_spec(tf)
@@ -216,7 +244,7 @@ def test_google_reference_files_parse_like_ours(tf, tmp_path, vocab, uncased_voc
   # run_pretraining's reader takes both (plain and gzip), with its data checks.
   import input_pipeline  # pylint: disable=import-outside-toplevel
   shard = tmp_path / "ours.tfrecord.gz"
-  run(vocab, [corpus], [shard], use_gzip=True)
+  run(tokenizer, [corpus], [shard], use_gzip=True)
   files = [str(ours), str(theirs), str(shard)]
   input_pipeline.check_pretraining_files(files, SEQ, PRED, len(vocab))
   batch = next(iter(input_pipeline.pretraining_dataset(
@@ -225,26 +253,26 @@ def test_google_reference_files_parse_like_ours(tf, tmp_path, vocab, uncased_voc
   assert tuple(batch["input_ids"].shape) == (8, SEQ)
 
 
-def test_same_bytes_for_any_number_of_workers(tmp_path, vocab, documents):
+def test_same_bytes_for_any_number_of_workers(tokenizer, tmp_path, documents):
   corpus = write_corpus(tmp_path / "corpus.txt", documents[:60])
   outputs = {}
   for workers in (1, 2):
     paths = [tmp_path / f"w{workers}-{k}.tfrecord.gz" for k in range(3)]
-    run(vocab, [corpus], paths, workers=workers, use_gzip=True)
+    run(tokenizer, [corpus], paths, workers=workers, use_gzip=True)
     outputs[workers] = [p.read_bytes() for p in paths]  # Compressed bytes, header included.
   assert outputs[1] == outputs[2]
   assert all(len(gzip.decompress(b)) > 0 for b in outputs[1])
   other = tmp_path / "seed.tfrecord"
-  run(vocab, [corpus], [other], seed=1)
+  run(tokenizer, [corpus], [other], seed=1)
   assert other.read_bytes() != b"".join(gzip.decompress(b) for b in outputs[1])
 
 
-def test_round_robin_and_gzip_readable(tf, tmp_path, vocab, documents):
+def test_round_robin_and_gzip_readable(tokenizer, tf, tmp_path, documents):
   corpus = write_corpus(tmp_path / "corpus.txt", documents[:20])
   single = tmp_path / "single.tfrecord"
   shards = [tmp_path / f"shard-{k}.tfrecord.gz" for k in range(3)]
-  run(vocab, [corpus], [single])
-  run(vocab, [corpus], shards, use_gzip=True)
+  run(tokenizer, [corpus], [single])
+  run(tokenizer, [corpus], shards, use_gzip=True)
   records = [r.numpy() for r in tf.data.TFRecordDataset(str(single))]
   for k, shard in enumerate(shards):
     got = [r.numpy() for r in tf.data.TFRecordDataset(str(shard), compression_type="GZIP")]
@@ -256,7 +284,7 @@ def instance_statistics(instances_lengths, masked_counts, random_next):
           "masked_per_instance": np.mean(masked_counts), "nsp_random": np.mean(random_next)}
 
 
-def test_distributions_match_google_reference(tmp_path, vocab, documents):
+def test_distributions_match_google_reference(tokenizer, tmp_path, vocab, documents):
   """Instance count, mean length, masked tokens per instance and NSP ratio vs Google's algorithm.
 
   Both sides average 3 seeds. Over 8 seeds on this corpus the per-seed standard deviations were
@@ -266,16 +294,15 @@ def test_distributions_match_google_reference(tmp_path, vocab, documents):
   """
   docs = documents[:900]
   corpus = write_corpus(tmp_path / "corpus.txt", docs)
-  encoder = bulk_tokenization.WordPieceIds(vocab, do_lower_case=True)
   tokenized = []
   for doc in docs:
-    ids, counts = encoder.encode_lines(doc)
+    ids, counts = tokenizer.tokenize_to_id_arrays(doc)
     tokenized.append([t.tolist() for t in np.split(ids, np.cumsum(counts)[:-1]) if len(t)])
   inv = {i: t for t, i in vocab.items()}
   token_docs = [[[inv[i] for i in sentence] for sentence in doc] for doc in tokenized]
   ours, theirs = [], []
   for seed in (1, 2, 3):
-    summary = run(vocab, [corpus], [tmp_path / f"s{seed}.tfrecord"], dupe=2, seed=seed,
+    summary = run(tokenizer, [corpus], [tmp_path / f"s{seed}.tfrecord"], dupe=2, seed=seed,
                   chunk_bytes=1 << 18)
     ours.append({"instances": summary.instances,
                  "mean_length": summary.tokens / summary.instances,
@@ -293,10 +320,10 @@ def test_distributions_match_google_reference(tmp_path, vocab, documents):
   assert abs(mean(ours, "nsp_random") - mean(theirs, "nsp_random")) < 0.02
 
 
-def test_whole_word_masking_masks_whole_words(tf, tmp_path, vocab, documents):
+def test_whole_word_masking_masks_whole_words(tokenizer, tf, tmp_path, vocab, documents):
   corpus = write_corpus(tmp_path / "corpus.txt", documents[:40])
   out = tmp_path / "wwm.tfrecord"
-  run(vocab, [corpus], [out], whole_word=True)
+  run(tokenizer, [corpus], [out], whole_word=True)
   got = read_records(tf, [out], google_feature_spec(tf))
   continues = np.array([t.startswith("##") for t in sorted(vocab, key=vocab.get)])
   labels, positions, weights = got["masked_lm_ids"], got["masked_lm_positions"], got[
@@ -317,10 +344,10 @@ def test_whole_word_masking_masks_whole_words(tf, tmp_path, vocab, documents):
   assert (weights.sum(1) <= np.minimum(PRED, np.round(got["input_mask"].sum(1) * 0.15))).all()
 
 
-def test_no_masking_writes_unmasked_instances(tf, tmp_path, vocab, documents):
+def test_no_masking_writes_unmasked_instances(tokenizer, tf, tmp_path, vocab, documents):
   corpus = write_corpus(tmp_path / "corpus.txt", documents[:10])
   out = tmp_path / "plain.tfrecord"
-  run(vocab, [corpus], [out], masking=False)
+  run(tokenizer, [corpus], [out], masking=False)
   example = tf.train.Example.FromString(next(iter(tf.data.TFRecordDataset(str(out)))).numpy())
   assert sorted(example.features.feature) == ["input_ids", "input_mask", "next_sentence_labels",
                                               "segment_ids"]
@@ -332,7 +359,7 @@ def test_no_masking_writes_unmasked_instances(tf, tmp_path, vocab, documents):
 # Bad input.
 
 
-def test_empty_files_and_documents_are_skipped_and_counted(tmp_path, vocab, documents):
+def test_empty_files_and_documents_are_skipped_and_counted(tokenizer, tmp_path, documents):
   empty = tmp_path / "empty.txt"
   empty.write_text("")
   blank = tmp_path / "blank.txt"
@@ -340,33 +367,33 @@ def test_empty_files_and_documents_are_skipped_and_counted(tmp_path, vocab, docu
   corpus = tmp_path / "corpus.txt"
   # A document whose only line has no tokens (control characters) is empty.
   corpus.write_text("\n".join(documents[0]) + "\n\n\x01\x02\n\n" + "\n".join(documents[1]) + "\n")
-  summary = run(vocab, [empty, corpus, blank], [tmp_path / "out.tfrecord"])
+  summary = run(tokenizer, [empty, corpus, blank], [tmp_path / "out.tfrecord"])
   assert (summary.empty_files, summary.empty_documents, summary.documents) == (2, 1, 2)
   assert summary.instances > 0
 
 
-def test_invalid_utf8_names_file_and_offset_or_is_skipped(tmp_path, vocab, documents):
+def test_invalid_utf8_names_file_and_offset_or_is_skipped(tokenizer, tmp_path, vocab,
+                                                          documents):
   corpus = tmp_path / "bad.txt"
   good = ("\n".join(documents[0]) + "\n\n").encode()
   corpus.write_bytes(good + b"caf\xe9 au lait.\n" + "\n".join(documents[1]).encode() + b"\n")
   bad_line = good.count(b"\n") + 1
   with pytest.raises(ValueError, match=rf"bad\.txt:{bad_line}: invalid UTF-8 at "
                                        rf"byte offset {len(good) + 3}"):
-    run(vocab, [corpus], [tmp_path / "out.tfrecord"])
-  encoder = bulk_tokenization.WordPieceIds(vocab, do_lower_case=True)
+    run(tokenizer, [corpus], [tmp_path / "out.tfrecord"])
   config = make_config(vocab)
   config = lib.InstanceConfig(**{**config.__dict__, "skip_invalid_utf8": True})
   summary = cpd.create_pretraining_data([str(corpus)], [str(tmp_path / "out.tfrecord")],
-                                        encoder, config)
+                                        tokenizer, config)
   assert summary.skipped_lines == 1 and summary.documents == 2
 
 
-def test_line_longer_than_sequence_is_truncated(tf, tmp_path, vocab, documents):
+def test_line_longer_than_sequence_is_truncated(tokenizer, tf, tmp_path, vocab, documents):
   long_line = "zebra " * 1000
   corpus = tmp_path / "long.txt"
   corpus.write_text("\n".join(documents[5]) + "\n\n" + long_line + "\n")
   out = tmp_path / "out.tfrecord"
-  run(vocab, [corpus], [out], short_seq_prob=0.0)
+  run(tokenizer, [corpus], [out], short_seq_prob=0.0)
   got = read_records(tf, [out], google_feature_spec(tf))
   tokens = got["input_ids"].copy()
   for row, position, label, weight in zip(tokens, got["masked_lm_positions"],
@@ -386,7 +413,7 @@ def test_line_longer_than_sequence_is_truncated(tf, tmp_path, vocab, documents):
 def test_vocab_without_special_tokens_is_an_error(tmp_path):
   vocab_file = tmp_path / "vocab.txt"
   vocab_file.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nthe\n")
-  _, vocab, source = lib.load_encoder_and_vocab(str(vocab_file))
+  _, vocab, source = lib.load_tokenizer_and_vocab(str(vocab_file))
   with pytest.raises(ValueError, match=r"vocab\.txt: the vocabulary lacks \[MASK\]"):
     lib.masking_config(vocab, source, 0.15, 20, False, max_seq_length=128)
 
@@ -440,12 +467,12 @@ def test_command_line_progress_summary_and_sentencepiece(tf, tmp_path, repo_dir,
       pad_piece="[PAD]", unk_piece="[UNK]", user_defined_symbols=["[CLS]", "[SEP]", "[MASK]"],
       minloglevel=2, num_threads=1)
   spm_output = tmp_path / "spm.tfrecord"
-  encoder, vocab, source = lib.load_encoder_and_vocab(spm_model_file=f"{prefix}.model")
+  spm_tokenizer, vocab, source = lib.load_tokenizer_and_vocab(spm_model_file=f"{prefix}.model")
   masking = lib.masking_config(vocab, source, 0.15, PRED, do_whole_word_mask=True,
                                is_sentencepiece=True, max_seq_length=SEQ)
   config = lib.InstanceConfig(max_seq_length=SEQ, short_seq_prob=0.1, dupe_factor=1,
                               random_seed=1, masking=masking)
-  cpd.create_pretraining_data([str(corpus)], [str(spm_output)], encoder, config)
+  cpd.create_pretraining_data([str(corpus)], [str(spm_output)], spm_tokenizer, config)
   got = read_records(tf, [spm_output], spec)
   assert len(got["input_ids"]) > 20
   assert got["input_ids"].max() < 600 and (got["input_ids"][:, 0] == 2).all()  # [CLS] is id 2.

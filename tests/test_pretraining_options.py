@@ -76,9 +76,9 @@ def runs(data):
 
 def masking_config(data, max_predictions=PRED, masked_lm_prob=h.MASKED_LM_PROB,
                    whole_word=False):
-  import bulk_tokenization  # pylint: disable=import-outside-toplevel
+  import tokenization  # pylint: disable=import-outside-toplevel
   import pretraining_data_lib  # pylint: disable=import-outside-toplevel
-  vocab = bulk_tokenization.load_vocab(str(data.vocab))
+  vocab = tokenization.load_vocab(str(data.vocab))
   return pretraining_data_lib.masking_config(vocab, str(data.vocab), masked_lm_prob,
                                              max_predictions, whole_word)
 
@@ -238,14 +238,14 @@ def test_data_checks_tell_masked_from_unmasked_files(data):
 
 
 def test_masking_needs_a_vocab_with_the_special_tokens(tmp_path):
-  import bulk_tokenization  # pylint: disable=import-outside-toplevel
+  import tokenization  # pylint: disable=import-outside-toplevel
   import pretraining_data_lib  # pylint: disable=import-outside-toplevel
   with pytest.raises(ValueError, match=r"pass --vocab_file \(WordPiece\) or --spm_model_file"):
-    pretraining_data_lib.load_encoder_and_vocab(None)
+    pretraining_data_lib.load_tokenizer_and_vocab(None)
   no_mask = tmp_path / "vocab.txt"
   no_mask.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nthe\n##s\n", encoding="utf-8")
   with pytest.raises(ValueError, match=r"vocab\.txt: the vocabulary lacks \[MASK\]"):
-    pretraining_data_lib.masking_config(bulk_tokenization.load_vocab(str(no_mask)),
+    pretraining_data_lib.masking_config(tokenization.load_vocab(str(no_mask)),
                                         str(no_mask), 0.15, 20, do_whole_word_mask=False)
 
 
@@ -254,9 +254,9 @@ def test_masking_needs_a_vocab_with_the_special_tokens(tmp_path):
 def text_source(data, files, chunk_bytes=4096):
   import pretraining_data_lib  # pylint: disable=import-outside-toplevel
   import pretraining_sources  # pylint: disable=import-outside-toplevel
-  encoder, vocab, _ = pretraining_data_lib.load_encoder_and_vocab(str(data.vocab))
+  tokenizer, vocab, _ = pretraining_data_lib.load_tokenizer_and_vocab(str(data.vocab))
   return pretraining_sources.TextSource(
-      files=tuple(map(str, files)), encoder=encoder, cls_id=vocab["[CLS]"],
+      files=tuple(map(str, files)), tokenizer=tokenizer, cls_id=vocab["[CLS]"],
       sep_id=vocab["[SEP]"], max_seq_length=SEQ, short_seq_prob=0.1, chunk_bytes=chunk_bytes)
 
 

@@ -1,4 +1,5 @@
-"""Tests for tokenization.py: Google's algorithm, the fast path's exactness, SentencePiece."""
+"""Tests for tokenization.py: Google's algorithm, the fast paths' exactness (C and in-graph),
+SentencePiece."""
 import gzip
 
 import numpy as np
@@ -192,7 +193,7 @@ def test_edge_cases_fast_equals_python(tokenizers, do_lower_case):
   texts = [text for _, text in EDGE_CASES]
   expected = [python_ids(tokenizer, text) for text in texts]
   assert tokenizer.tokenize_to_ids(texts) == expected
-  # One at a time as well: a batch of one takes whichever in-graph route fits it alone.
+  # One at a time as well: context-dependent texts alone take the Python path.
   for (name, text), ids in zip(EDGE_CASES, expected):
     assert tokenizer.tokenize_to_ids([text]) == [ids], name
 
@@ -313,6 +314,84 @@ def test_austen_corpus_fast_equals_python(tokenizers, austen_files, do_lower_cas
   assert fast == [python_ids(tokenizer, line) for line in lines]
   unk = tokenizer.vocab["[UNK]"]
   assert sum(ids.count(unk) for ids in fast) < 0.001 * sum(len(ids) for ids in fast)
+
+
+def _tokenizer_for(tokens, tmp_path, do_lower_case, name="vocab.txt"):
+  path = tmp_path / name
+  path.write_text("\n".join(tokens) + "\n", encoding="utf-8")
+  return tokenization.FullTokenizer(str(path), do_lower_case=do_lower_case)
+
+
+@pytest.mark.parametrize("do_lower_case", [True, False], ids=["uncased", "cased"])
+def test_every_character_is_exact_in_c(do_lower_case, tmp_path):
+  """Exhaustive over the BMP, and every 16th character beyond it, through the C path: each
+  character inside a word, with a vocab where any normalisation difference changes the ids."""
+  cps = [cp for cp in range(1, 0x10000) if not 0xD800 <= cp <= 0xDFFF]
+  cps += list(range(0x10000, 0x110000, 16)) + [0x1D165, 0x1D16D, 0xE0001, 0x10FFFF]
+  texts = _single_char_texts(chr(cp) for cp in cps)
+  tokenizer = _tokenizer_for(_vocab_covering(texts, do_lower_case), tmp_path, do_lower_case)
+  got = tokenizer.tokenize_to_ids(texts)
+  mismatches = [text for text, ids in zip(texts, got) if ids != python_ids(tokenizer, text)]
+  assert not mismatches, [ascii(t) for t in mismatches[:20]]
+
+
+# Characters whose handling interacts with their neighbours, for random strings.
+_FUZZ_ALPHABET = ("aAbZ09 \t\n.,'#$-_~" "\u00e9\u00c9\u0301\u0308\u0323\u0328\u03a3\u03c3\u0130"
+                  "\u00df\u4e2d\u6587\uf900\u3002\u2028\u00a0\u200b\x00\x85\ufffd\u00bd\u2026"
+                  "\U0001d165\U0001d16d\U0001f600\ud55c\u0e01\u0e48\u05d0\u05b8")
+
+
+@pytest.mark.parametrize("do_lower_case", [True, False], ids=["uncased", "cased"])
+def test_random_strings_c_equals_python(tokenizers, do_lower_case):
+  rng = np.random.default_rng(7)
+  alphabet = np.array(list(_FUZZ_ALPHABET))
+  texts = ["".join(rng.choice(alphabet, size=rng.integers(0, 40))) for _ in range(3000)]
+  texts += ["word" * rng.integers(40, 60) + "\u00e9" * int(rng.integers(0, 3))
+            for _ in range(50)]  # Around the 200-character limit, in bytes and characters.
+  tokenizer = tokenizers[do_lower_case]
+  expected = [python_ids(tokenizer, text) for text in texts]
+  assert tokenizer.tokenize_to_ids(texts, batch_size=97) == expected
+  ids, counts = tokenizer.tokenize_to_id_arrays(texts)
+  assert counts.tolist() == [len(row) for row in expected]
+  assert ids.tolist() == [i for row in expected for i in row]
+  assert ids.dtype == np.int32 and counts.dtype == np.int64
+
+
+def test_c_wordpiece_vocab_corner_cases(tmp_path):
+  """Greedy longest match over code points, "##" tokens, and ids past blank vocab lines."""
+  tokens = ["[UNK]", "", "un", "##want", "##ed", "##", "###", "\u00e9t\u00e9", "##\u00e9",
+            "x\U0001f600", "##\U0001f600", "a" * 30, "##" + "a" * 9]
+  tokenizer = _tokenizer_for(tokens, tmp_path, do_lower_case=False)
+  texts = ["unwanted unwantedX", "\u00e9t\u00e9\u00e9\u00e9 x\U0001f600\U0001f600",
+           "a" * 57, "a" * 58, "## # ###", "", "[UNK]"]
+  expected = [python_ids(tokenizer, text) for text in texts]
+  assert tokenizer.tokenize_to_ids(texts) == expected
+  assert expected[0] == [2, 3, 4, 0]
+  assert expected[2] == [11, 12, 12, 12]  # 30 + 3 * 9 characters.
+  assert expected[3] == [0]
+
+
+def test_c_path_without_unk_token_behaves_like_python(tmp_path):
+  tokenizer = _tokenizer_for(["hello", "world", "."], tmp_path, do_lower_case=True)
+  assert tokenizer.tokenize_to_ids(["Hello world.", "world"]) == [[0, 1, 2], [1]]
+  with pytest.raises(KeyError, match="UNK"):  # Google's convert_tokens_to_ids fails the same.
+    tokenizer.tokenize_to_ids(["hello zebra"])
+
+
+def test_batch_path_falls_back_to_python_with_a_warning(tokenizers, uncased_vocab, monkeypatch):
+  monkeypatch.setattr(tokenization, "_wordpiece", None)
+  monkeypatch.setattr(tokenization.FullTokenizer, "_warned_no_native", False)
+  tokenizer = tokenization.FullTokenizer(str(uncased_vocab), do_lower_case=True)
+  texts = [text for _, text in EDGE_CASES]
+  with pytest.warns(UserWarning, match="not built"):
+    assert tokenizer.tokenize_to_ids(texts) == [python_ids(tokenizer, t) for t in texts]
+  ids, counts = tokenizer.tokenize_to_id_arrays(texts)
+  assert ids.tolist() == [i for t in texts for i in python_ids(tokenizer, t)]
+
+
+def test_c_extension_is_built():
+  """setup.sh builds native/; without it every batch path silently runs ~50x slower."""
+  assert tokenization._wordpiece is not None
 
 
 def test_minilm_fixture_tokens(tokenizers, fixture_path):
