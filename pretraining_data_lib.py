@@ -278,7 +278,7 @@ def build_input_ids(token_ids: np.ndarray, spans: np.ndarray, max_seq_length: in
   segment_ids = np.zeros((num_rows, max_seq_length), dtype=np.int32)
   lengths = np.zeros(num_rows, dtype=np.int64)
   _instances.build_input_ids(np.ascontiguousarray(token_ids, np.int32),
-                             np.ascontiguousarray(spans, np.int64).reshape(num_rows, -1),
+                             np.ascontiguousarray(spans, np.int64),
                              input_ids, segment_ids, lengths, cls_id, sep_id)
   return input_ids, segment_ids, lengths
 
