@@ -9,10 +9,10 @@ With `--no_masking` the records hold unmasked instances for dynamic masking at r
 (int64[1]), no `masked_lm_*` features; `pretraining_data_lib.mask_batch` masks them.
 
 The work streams: the parent reads the input in chunks of whole documents, `--num_workers`
-processes turn chunks into framed records, and the parent writes them in chunk order, so memory
-does not grow with the corpus and the bytes written do not depend on the number of workers.
-With `--gzip` the parent also compresses (zlib level 6, tens of MB/s of records), which bounds
-throughput on many-core machines; plain files are the fast path.
+processes turn chunks into framed records, already split per output file and, with `--gzip`,
+compressed (zlib level 6, in parallel), and hand them back through spool files in a hidden
+folder next to the output; the parent appends them in chunk order, so memory does not grow
+with the corpus and the bytes written do not depend on the number of workers.
 See pretraining_data_lib.py for the algorithm and where it differs from Google's script.
 
 Example (a large corpus, 4 output shards, all cores):
@@ -25,11 +25,15 @@ out/train-3.tfrecord \
 
 import collections
 import dataclasses
+import errno
 import glob
-import gzip
 import multiprocessing
 import os
+import shutil
+import struct
+import tempfile
 import time
+import zlib
 
 from absl import app
 from absl import flags
@@ -118,46 +122,168 @@ _WORKER_STATE = {}
 
 
 def _process_in_worker(chunk_index, pieces):
-  return lib.process_chunk(chunk_index, pieces, _WORKER_STATE["tokenizer"],
-                           _WORKER_STATE["config"])
+  """A worker's whole job. The records go back through a spool file in the page cache, which
+  the parent appends in the kernel (copy_file_range): through the pool's pipe they cost the
+  parent ~4x more CPU, which the workers need on a small machine."""
+  state = dict(_WORKER_STATE)
+  spool_dir = state.pop("spool_dir")
+  result, parts, _ = _process_and_pack(chunk_index, pieces, **state)
+  spool_path = os.path.join(spool_dir, f"chunk-{chunk_index}")
+  with open(spool_path, "wb") as spool:
+    for part in parts:
+      spool.write(part.data)
+  return result, [dataclasses.replace(part, data=None) for part in parts], spool_path
+
+
+def _process_and_pack(chunk_index, pieces, tokenizer, config, num_files, use_gzip):
+  """A chunk's records, split per output file and packed: returns the ChunkResult without its
+  records, the OutputParts, and None (no spool file)."""
+  result = lib.process_chunk(chunk_index, pieces, tokenizer, config)
+  parts = pack_output_parts(result.records, result.record_lengths, num_files, use_gzip)
+  return dataclasses.replace(result, records=b""), parts, None
+
+
+# ----------------------------------------------------------------------------------------------
+# Output: records split round-robin, gzip members assembled from independently compressed parts.
+
+
+@dataclasses.dataclass
+class OutputPart:
+  """A chunk's records for one output file: `data` as written (with --gzip, raw deflate blocks
+  that end byte-aligned, ready to be spliced into one gzip member; None once in a spool file),
+  its `length`, and the CRC-32 and size of the uncompressed records (for the gzip trailer)."""
+  data: bytes | None
+  length: int
+  crc: int
+  size: int
+
+
+def pack_output_parts(records: bytes, record_lengths: np.ndarray, num_files: int,
+                      use_gzip: bool) -> list[OutputPart]:
+  """Splits a chunk's records round-robin (part k: records k, k + num_files, ...) and with
+  `use_gzip` compresses each part on its own, so that workers compress in parallel."""
+  if num_files == 1:
+    parts = [records]
+  else:
+    ends = np.cumsum(record_lengths).tolist()
+    starts = [0] + ends[:-1]
+    view = memoryview(records)
+    parts = [b"".join(view[s:e] for s, e in zip(starts[k::num_files], ends[k::num_files]))
+             for k in range(num_files)]
+  if not use_gzip:
+    return [OutputPart(part, len(part), 0, len(part)) for part in parts]
+  packed = []
+  for part in parts:
+    # Raw deflate (no header) ending in a sync flush: byte-aligned, not final, so parts
+    # concatenate into one deflate stream.
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    data = compressor.compress(part) + compressor.flush(zlib.Z_SYNC_FLUSH) if part else b""
+    packed.append(OutputPart(data, len(data), zlib.crc32(part), len(part)))
+  return packed
+
+
+_CRC32_POLYNOMIAL = 0xEDB88320  # Reflected, as zlib.
+
+
+def _multiply_mod_crc32(a: int, b: int) -> int:
+  """a * b modulo the CRC-32 polynomial, both reflected 32-bit polynomials (a != 0)."""
+  product, bit = 0, 1 << 31
+  while True:
+    if a & bit:
+      product ^= b
+      if not a & (bit - 1):
+        return product
+    bit >>= 1
+    b = (b >> 1) ^ _CRC32_POLYNOMIAL if b & 1 else b >> 1
+
+
+def crc32_combine(crc_a: int, crc_b: int, length_b: int) -> int:
+  """CRC-32 of A + B from crc32(A), crc32(B) and len(B) (zlib's crc32_combine): crc_a is
+  carried over len(B) zero bytes, i.e. multiplied by x^(8 len(B)), then crc_b added."""
+  shift, square = 1 << 31, 1 << 23  # x^0; x^8, one byte (bit 31 - k holds x^k).
+  while length_b:
+    if length_b & 1:
+      shift = _multiply_mod_crc32(square, shift)
+    square = _multiply_mod_crc32(square, square)
+    length_b >>= 1
+  return _multiply_mod_crc32(shift, crc_a) ^ crc_b
+
+
+# A gzip member header without name or time (equal runs give equal bytes), and the final empty
+# deflate block that ends the concatenated parts.
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+_FINAL_DEFLATE_BLOCK = b"\x03\x00"
 
 
 class RoundRobinWriter:
-  """Writes framed records round-robin across files, like Google's writer_index loop."""
+  """Writes chunks' OutputParts round-robin across files, like Google's writer_index loop; with
+  gzip, each file is one gzip member whose trailer `finish` writes."""
 
   def __init__(self, output_files: list[str], use_gzip: bool):
     for path in output_files:
       if os.path.dirname(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-    self._raw_files = [open(p, "wb") for p in output_files]
-    self._files = ([self._gzip(f) for f in self._raw_files] if use_gzip else self._raw_files)
-    self._next = 0  # Index of the file that gets the next record.
+    # Unbuffered: spooled parts are appended at the file descriptor.
+    self._files = [open(p, "wb", buffering=0) for p in output_files]
+    self._use_gzip = use_gzip
+    self._crcs = [0] * len(self._files)
+    self._sizes = [0] * len(self._files)
+    self._next = 0  # Index of the file that gets the chunk's first record.
+    if use_gzip:
+      for f in self._files:
+        f.write(_GZIP_HEADER)
 
-  @staticmethod
-  def _gzip(raw_file):
-    # No file name and mtime 0 in the header, so equal runs give equal bytes. Level 6 is
-    # zlib's default, which TFRecordOptions("GZIP") also uses.
-    return gzip.GzipFile(filename="", mode="wb", compresslevel=6, fileobj=raw_file, mtime=0)
-
-  def write(self, records: bytes, record_lengths: np.ndarray):
+  def write(self, parts: list[OutputPart], num_records: int, spool_path: str | None = None):
+    """Writes a chunk's parts: their `data`, or with `spool_path` the file holding the parts'
+    bytes back to back (deleted once copied)."""
     num_files = len(self._files)
-    if num_files == 1:
-      self._files[0].write(records)
-    else:
-      ends = np.cumsum(record_lengths).tolist()
-      starts = [0] + ends[:-1]
-      view = memoryview(records)
-      for offset in range(num_files):
-        file_index = (self._next + offset) % num_files
-        self._files[file_index].write(b"".join(
-            view[s:e] for s, e in zip(starts[offset::num_files], ends[offset::num_files])))
-    self._next = (self._next + len(record_lengths)) % num_files
+    spool = os.open(spool_path, os.O_RDONLY) if spool_path else None
+    spool_offset = 0
+    for offset, part in enumerate(parts):
+      index = (self._next + offset) % num_files
+      if spool is None:
+        self._files[index].write(part.data)
+      else:
+        _append(spool, spool_offset, part.length, self._files[index].fileno())
+        spool_offset += part.length
+      if self._use_gzip:
+        self._crcs[index] = crc32_combine(self._crcs[index], part.crc, part.size)
+        self._sizes[index] += part.size
+    self._next = (self._next + num_records) % num_files
+    if spool is not None:
+      os.close(spool)
+      os.unlink(spool_path)
+
+  def finish(self):
+    """Ends the gzip members. Not called after an error, so a partial file stays invalid."""
+    if self._use_gzip:
+      for f, crc, size in zip(self._files, self._crcs, self._sizes):
+        f.write(_FINAL_DEFLATE_BLOCK + struct.pack("<II", crc, size & 0xFFFFFFFF))
 
   def close(self):
     for f in self._files:
       f.close()
-    for f in self._raw_files:  # GzipFile leaves a file object it was given open.
-      f.close()
+
+
+def _append(source: int, offset: int, length: int, destination: int):
+  """Appends bytes [offset, offset + length) of file descriptor `source` to `destination`,
+  inside the kernel where the file systems allow it."""
+  end = offset + length
+  try:
+    while offset < end:
+      copied = os.copy_file_range(source, destination, end - offset, offset)
+      if copied == 0:
+        raise EOFError(f"spool file ended {end - offset} bytes early")
+      offset += copied
+  except OSError as error:
+    if error.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+      raise
+    while offset < end:  # Through user space: a copy per 1 MiB.
+      data = os.pread(source, min(end - offset, 1 << 20), offset)
+      if not data:
+        raise EOFError(f"spool file ended {end - offset} bytes early") from error
+      os.write(destination, data)
+      offset += len(data)
 
 
 def _chunk_bytes_of(pieces) -> int:
@@ -176,11 +302,12 @@ def create_pretraining_data(input_files: list[str], output_files: list[str], tok
   summary = Summary()
   writer = RoundRobinWriter(output_files, use_gzip)
   chunks = enumerate(lib.read_chunks(input_files, chunk_bytes, read_stats))
-  done_bytes, last_log = 0, start_time
+  done_bytes, last_log, spool_dir = 0, start_time, None
 
-  def consume(result, pieces_bytes):
+  def consume(packed, pieces_bytes):
     nonlocal done_bytes, last_log
-    writer.write(result.records, result.record_lengths)
+    result, parts, spool_path = packed
+    writer.write(parts, len(result.record_lengths), spool_path)
     summary.add(result)
     done_bytes += pieces_bytes
     now = time.time()
@@ -189,11 +316,16 @@ def create_pretraining_data(input_files: list[str], output_files: list[str], tok
       _log_progress(summary, now - start_time, done_bytes, total_bytes, compressed_input)
 
   try:
+    work = dict(tokenizer=tokenizer, config=config, num_files=len(output_files),
+                use_gzip=use_gzip)
     if num_workers <= 1:
       for index, pieces in chunks:
-        consume(lib.process_chunk(index, pieces, tokenizer, config), _chunk_bytes_of(pieces))
+        consume(_process_and_pack(index, pieces, **work), _chunk_bytes_of(pieces))
     else:
-      _WORKER_STATE.update(tokenizer=tokenizer, config=config)
+      # Next to the first output: the same file system, so appending stays in the kernel.
+      spool_dir = tempfile.mkdtemp(prefix=".create_pretraining_data-spool-",
+                                   dir=os.path.dirname(os.path.abspath(output_files[0])))
+      _WORKER_STATE.update(work, spool_dir=spool_dir)
       context = multiprocessing.get_context("fork")
       with context.Pool(num_workers) as pool:
         pending = collections.deque()  # Bounded, so memory does not grow with the corpus.
@@ -206,8 +338,11 @@ def create_pretraining_data(input_files: list[str], output_files: list[str], tok
         while pending:
           future, size = pending.popleft()
           consume(future.get(), size)
+    writer.finish()
   finally:
     writer.close()
+    if spool_dir:
+      shutil.rmtree(spool_dir, ignore_errors=True)
   summary.empty_files = read_stats.empty_files
   summary.seconds = time.time() - start_time
   return summary

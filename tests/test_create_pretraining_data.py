@@ -279,6 +279,44 @@ def test_round_robin_and_gzip_readable(tokenizer, tf, tmp_path, documents):
     assert got == records[k::3]
 
 
+def test_crc32_combine_matches_zlib():
+  import zlib  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(3)
+  for length_a, length_b in [(0, 0), (5, 0), (0, 7), (100, 1), (1000, 4097), (3, 1 << 20)]:
+    a, b = rng.bytes(length_a), rng.bytes(length_b)
+    assert cpd.crc32_combine(zlib.crc32(a), zlib.crc32(b), length_b) == zlib.crc32(a + b)
+
+
+def test_gzip_files_hold_exactly_the_plain_records(tokenizer, tmp_path, documents, monkeypatch):
+  """Parts compressed in the workers splice into one valid gzip member per file; a run that
+  fails leaves files no gzip reader accepts (no trailer), never a valid-looking short file."""
+  corpus = write_corpus(tmp_path / "corpus.txt", documents[:30])
+  plain, packed = tmp_path / "plain.tfrecord", tmp_path / "packed.tfrecord.gz"
+  run(tokenizer, [corpus], [plain], chunk_bytes=1 << 13)
+  run(tokenizer, [corpus], [packed], workers=2, use_gzip=True, chunk_bytes=1 << 13)
+  assert gzip.decompress(packed.read_bytes()) == plain.read_bytes()
+  empty = tmp_path / "empty.txt"
+  empty.write_text("", encoding="utf-8")
+  run(tokenizer, [empty], [tmp_path / "empty.tfrecord.gz"], use_gzip=True)
+  assert gzip.decompress((tmp_path / "empty.tfrecord.gz").read_bytes()) == b""
+
+  process_chunk = lib.process_chunk
+
+  def fail_on_third(chunk_index, *args):
+    if chunk_index == 2:
+      raise RuntimeError("injected failure")
+    return process_chunk(chunk_index, *args)
+
+  monkeypatch.setattr(lib, "process_chunk", fail_on_third)
+  for workers in (1, 2):
+    broken = tmp_path / f"broken-{workers}.tfrecord.gz"
+    with pytest.raises(RuntimeError, match="injected failure"):
+      run(tokenizer, [corpus], [broken], workers=workers, use_gzip=True, chunk_bytes=1 << 13)
+    with pytest.raises(EOFError):
+      gzip.decompress(broken.read_bytes())
+  assert not list(tmp_path.glob(".create_pretraining_data-spool-*"))  # Workers' spool files.
+
+
 def instance_statistics(instances_lengths, masked_counts, random_next):
   return {"instances": len(instances_lengths), "mean_length": np.mean(instances_lengths),
           "masked_per_instance": np.mean(masked_counts), "nsp_random": np.mean(random_next)}
