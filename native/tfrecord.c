@@ -2,8 +2,8 @@
  *
  * encode_examples(features) turns N rows of fixed-width features into N framed TFRecords of
  * tf.train.Example, the bytes TensorFlow's TFRecordWriter writes for those protos
- * (pretraining_data_lib.encode_tfrecords). Two passes over the rows: sizes first, so the output is one
- * exact allocation, then the bytes, with the GIL released.
+ * (pretraining_data_lib.encode_tfrecords). Two passes over the rows, with the GIL released:
+ * sizes first, so the output is one exact allocation, then the bytes.
  *
  * Wire format (field numbers 1 unless noted):
  *   Example{features} -> Features{repeated MapEntry feature}

@@ -283,8 +283,9 @@ static inline int push_word_id(const WordPiece *self, int32_t id, IdBuffer *ids)
  * offsets: byte offset of each code point, or NULL when every code point is one byte.
  * Returns LINE_OK, LINE_NEEDS_PYTHON (an unknown word and no unknown token to stand for it),
  * or -1 on memory failure. */
-static inline __attribute__((always_inline)) int emit_word(const WordPiece *self, const char *bytes, Py_ssize_t num_chars,
-                     const Py_ssize_t *offsets, IdBuffer *ids) {
+static inline __attribute__((always_inline)) int emit_word(
+    const WordPiece *self, const char *bytes, Py_ssize_t num_chars, const Py_ssize_t *offsets,
+    IdBuffer *ids) {
   if (num_chars > self->max_input_chars_per_word) return push_word_id(self, -1, ids);
 #define OFFSET(i) (offsets ? offsets[i] : (i))
   size_t first = ids->length;
