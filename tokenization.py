@@ -189,6 +189,8 @@ def _is_reordering_mark(char):
   Canonical reordering can move such marks past each other, which a per-character table
   cannot reproduce.
   """
+  if not unicodedata.combining(char) and unicodedata.decomposition(char)[:1] in ("", "<"):
+    return False  # NFD leaves it alone and it is no mark: the cheap, common answer.
   return any(unicodedata.combining(c) and unicodedata.category(c) != "Mn"
              for c in unicodedata.normalize("NFD", char))
 

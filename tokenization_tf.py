@@ -14,8 +14,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from tokenization import (_CJK_RANGES, SPECIAL_TOKENS, _is_chinese_char, _is_reordering_mark,
-                          _normalized_char)
+from tokenization import (_CJK_RANGES, SPECIAL_TOKENS, _depends_on_context, _is_chinese_char,
+                          _is_reordering_mark, _normalized_char)
 
 
 # Blocks where tensorflow-text's FastBertTokenizer was checked, code point by code point, to
@@ -62,16 +62,15 @@ def _char_tables(do_lower_case):
   """Scans Unicode once (cached per case mode) and returns a `_CharTables` of
 
   table: {char: _normalized_char(char)} for every character the normalisation changes;
-  python_only: compiled regex of characters only the Python path handles exactly (capital
-    sigma and reordering marks when lower-casing: str.lower() picks the final sigma by context,
-    NFD reorders marks; lone surrogates always, they cannot be UTF-8 encoded);
+  python_only: compiled regex of the characters only the Python path handles exactly
+    (tokenization._depends_on_context);
   python_only_chars: the same characters but the surrogates, as a tuple of str;
   fast_bert_class: RE2 character class of the characters FastBertTokenizer gets right.
   """
   if do_lower_case in _CHAR_TABLES_CACHE:
     return _CHAR_TABLES_CACHE[do_lower_case]
   category, decomposition = unicodedata.category, unicodedata.decomposition
-  table, python_only, fast_bert = {}, ["\u03a3"] if do_lower_case else [], []
+  table, python_only, fast_bert = {}, [], []
   for cp in range(0x110000):
     if 0xD800 <= cp <= 0xDFFF:
       continue
@@ -94,8 +93,7 @@ def _char_tables(do_lower_case):
     normalized = _normalized_char(char, do_lower_case) if may_change else char
     if normalized != char:
       table[char] = normalized
-    if (do_lower_case and (unicodedata.combining(char) or canonical_decomposition) and
-        _is_reordering_mark(char)):
+    if _depends_on_context(char, do_lower_case):  # Surrogates are skipped: the regex adds them.
       python_only.append(char)
     if (cp < 0x80 or cp >= 0xA0) and _fast_bert_safe(char, normalized, do_lower_case):
       fast_bert.append(char)

@@ -86,20 +86,14 @@ def main():
   parser.add_argument("--rounds", type=int, default=10, help="ABAB rounds")
   parser.add_argument("--steps_per_round", type=int, default=2,
                       help="batches per side per round")
-  parser.add_argument("--threads", type=int, default=common.default_num_threads())
-  parser.add_argument("--no_hf", action="store_true", help="time ours only (no speed-up)")
-  parser.add_argument("--config", default=str(REPO / "configs" / "bert_base.json"))
+  common.add_model_arguments(parser)
   args = parser.parse_args()
-
-  common.configure_threads(args.threads)
+  config = common.load_model_config(args)
   import modeling  # pylint: disable=import-outside-toplevel
-
-  config = modeling.BertConfig.from_json_file(args.config)
   batch = make_batch(config)
   print(f"BERT {args.config}: inference, batch {BATCH}, seq {SEQ}, fp32, sequence + pooled "
         f"outputs, {args.threads} threads; {common.load_report()}", flush=True)
-  peak, peak_shape = common.measure_matmul_peak_gflops()
-  print(f"fp32 GEMM peak (TensorFlow): {peak:.1f} GFLOP/s ({peak_shape})", flush=True)
+  peak = common.print_gemm_peak()
 
   model = modeling.BertModel(config)
   sides = {"ours": build_ours(model, batch, use_xla=False),
@@ -107,13 +101,7 @@ def main():
   if not args.no_hf:
     sides["hf_torch"], hf_version = build_hf(config, batch)
     print(f"transformers {hf_version}", flush=True)
-  # A GEMM burst in every round: the MFU of each step against the GEMM rate of its round.
-  sides["gemm_probe"], probe_flops = common.make_gemm_probe()
-  for run in sides.values():  # trace, compile, allocate
-    run()
-    run()
-  times = common.interleave(sides, args.rounds, args.steps_per_round)
-  print(f"after the timed rounds: {common.load_report()}")
+  times, probe_flops = common.time_sides(sides, args.rounds, args.steps_per_round)
 
   flops = common.bert_forward_flops(config, BATCH, SEQ, with_heads=False)
   rows, results = common.summarize(times, lambda name: flops, peak, BATCH, probe_flops)
@@ -122,9 +110,8 @@ def main():
        "MFU(peak)", "MFU(round)", "speedup_vs_hf"], rows))
   print("MFU(peak): against the GEMM peak measured once, first; MFU(round): median over "
         "rounds of the batch's rate / the GEMM probe's rate in the same round (robust to load).")
-  if "hf_torch" in times:
-    best = min((n for n in times if n != "hf_torch"), key=lambda n: results[n][0])
-    print(f"best of ours: {best}")
+  best = common.best_of_ours(times, results)
+  if best:
     print(f"speedup_vs_hf_torch={results[best][2]:.2f}")
 
 

@@ -120,22 +120,15 @@ def build_hf(config, batch):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--rounds", type=int, default=6, help="ABAB rounds (one step per side)")
-  parser.add_argument("--threads", type=int, default=common.default_num_threads())
   parser.add_argument("--no_xla", action="store_true", help="skip our XLA configuration")
-  parser.add_argument("--no_hf", action="store_true", help="time ours only (no speed-up)")
-  parser.add_argument("--config", default=str(REPO / "configs" / "bert_base.json"))
+  common.add_model_arguments(parser)
   args = parser.parse_args()
-
-  common.configure_threads(args.threads)
-  import modeling  # pylint: disable=import-outside-toplevel
-
-  config = modeling.BertConfig.from_json_file(args.config)
+  config = common.load_model_config(args)
   batch = make_batch(config)
   print(f"BERT {args.config}: batch {BATCH}, seq {SEQ}, {PREDICTIONS} masked positions, fp32, "
         f"dropout {config.hidden_dropout_prob}/{config.attention_probs_dropout_prob} (train "
         f"mode, both sides), {args.threads} threads; {common.load_report()}", flush=True)
-  peak, peak_shape = common.measure_matmul_peak_gflops()
-  print(f"fp32 GEMM peak (TensorFlow): {peak:.1f} GFLOP/s ({peak_shape})", flush=True)
+  peak = common.print_gemm_peak()
 
   sides = {}
   sides["ours"], model, optimizer = build_ours(config, batch, use_xla=False)
@@ -145,17 +138,13 @@ def main():
   if not args.no_hf:
     sides["hf_torch"], hf_version = build_hf(config, batch)
     print(f"transformers {hf_version}", flush=True)
-  # A GEMM burst in every round: the MFU of each step against the GEMM rate of its round.
-  sides["gemm_probe"], probe_flops = common.make_gemm_probe()
-  for run in sides.values():  # trace, compile, allocate
-    run()
-    run()
-  times = common.interleave(sides, args.rounds)
-  print(f"after the timed rounds: {common.load_report()}")
+  times, probe_flops = common.time_sides(sides, args.rounds)
 
   our_flops = common.bert_train_flops(config, BATCH, SEQ, PREDICTIONS)
   hf_flops = common.bert_train_flops(config, BATCH, SEQ, None)
-  rows, results = common.summarize(times, lambda name: hf_flops if name == "hf_torch" else our_flops, peak, BATCH, probe_flops)
+  rows, results = common.summarize(
+      times, lambda name: hf_flops if name == "hf_torch" else our_flops, peak, BATCH,
+      probe_flops)
   print(common.format_table(
       ["side", "step_s(median)", "step_s(min)", "seq/s", "model_GFLOP", "GFLOP/s",
        "MFU(peak)", "MFU(round)", "speedup_vs_hf"], rows))
@@ -163,9 +152,8 @@ def main():
         f"peak (measured once, first) or, MFU(round), the median over rounds of the step's "
         f"rate / the GEMM probe's rate in the same round (robust to load; mfu= uses it); "
         f"hf_torch's row counts its own FLOPs (MLM head at all {SEQ} positions).")
-  if "hf_torch" in times:
-    best = min((n for n in times if n != "hf_torch"), key=lambda n: results[n][0])
-    print(f"best of ours: {best}")
+  best = common.best_of_ours(times, results)
+  if best:
     print(f"speedup_vs_hf_torch={results[best][2]:.2f} mfu={results[best][1]:.2f}")
 
 

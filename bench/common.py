@@ -5,10 +5,14 @@ Timing on a shared machine is noisy, so the benchmarks never time one side after
 median over rounds of the per-round ratio, so a burst of load from another process hits both
 sides of a round alike.
 """
+import argparse
 import os
+import pathlib
 import statistics
 import time
 from typing import Callable
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def configure_threads(num_threads: int) -> None:
@@ -49,6 +53,50 @@ def interleave(sides: dict[str, Callable[[], None]], rounds: int, steps_per_roun
         run()
       times[name].append((time.perf_counter() - start) / steps_per_round)
   return times
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+  """--threads, --no_hf and --config, the flags every model benchmark takes."""
+  parser.add_argument("--threads", type=int, default=default_num_threads())
+  parser.add_argument("--no_hf", action="store_true", help="time ours only (no speed-up)")
+  parser.add_argument("--config", default=str(REPO / "configs" / "bert_base.json"))
+
+
+def load_model_config(args: argparse.Namespace):
+  """Sets the threads (before any op runs) and returns the BertConfig of --config."""
+  configure_threads(args.threads)
+  import modeling  # pylint: disable=import-outside-toplevel
+  return modeling.BertConfig.from_json_file(args.config)
+
+
+def print_gemm_peak() -> float:
+  """Measures and prints the GEMM peak (GFLOP/s); the MFU columns divide by it."""
+  peak, peak_shape = measure_matmul_peak_gflops()
+  print(f"fp32 GEMM peak (TensorFlow): {peak:.1f} GFLOP/s ({peak_shape})", flush=True)
+  return peak
+
+
+def time_sides(sides: dict[str, Callable[[], None]], rounds: int, steps_per_round: int = 1
+               ) -> tuple[dict[str, list[float]], float]:
+  """Warms every side up (trace, compile, allocate), then `interleave`s them with a GEMM probe
+  side, "gemm_probe", that gives each round's GEMM rate. Returns (times, probe FLOPs)."""
+  sides = dict(sides)
+  sides["gemm_probe"], probe_flops = make_gemm_probe()
+  for run in sides.values():
+    run()
+    run()
+  times = interleave(sides, rounds, steps_per_round)
+  print(f"after the timed rounds: {load_report()}")
+  return times, probe_flops
+
+
+def best_of_ours(times: dict, results: dict) -> str | None:
+  """Our fastest side by median time, printed; None when Hugging Face was not timed."""
+  if "hf_torch" not in times:
+    return None
+  best = min((n for n in times if n != "hf_torch"), key=lambda n: results[n][0])
+  print(f"best of ours: {best}")
+  return best
 
 
 def median_ratio(numerator: list[float], denominator: list[float]) -> float:

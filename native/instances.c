@@ -24,23 +24,47 @@ typedef struct {
   const char *name;
 } Array;
 
-/* Gets a C-contiguous buffer of `itemsize`-byte items, format in `formats`, `ndim` dims. */
-static int get_array(PyObject *object, const char *name, const char *formats, Py_ssize_t itemsize,
-                     int ndim, int writable, Array *array) {
-  array->name = name;
-  int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+/* What an argument must be: a C-contiguous `ndim`-D buffer of `itemsize`-byte items whose
+ * struct format is one of `formats`; `optional` ones may be None. */
+typedef struct {
+  const char *name, *formats;
+  Py_ssize_t itemsize;
+  int ndim, writable, optional;
+} ArraySpec;
+
+static int get_array(PyObject *object, const ArraySpec *spec, Array *array) {
+  array->name = spec->name;
+  int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (spec->writable ? PyBUF_WRITABLE : 0);
   if (PyObject_GetBuffer(object, &array->view, flags) < 0) return -1;
   const char *format = array->view.format;
   if (format[0] == '<' || format[0] == '=' || format[0] == '@') format++;
-  if (strlen(format) != 1 || strchr(formats, format[0]) == NULL ||
-      array->view.itemsize != itemsize || array->view.ndim != ndim) {
+  if (strlen(format) != 1 || strchr(spec->formats, format[0]) == NULL ||
+      array->view.itemsize != spec->itemsize || array->view.ndim != spec->ndim) {
     PyErr_Format(PyExc_TypeError, "%s: expected a %d-D array of %zd-byte items (format %s), "
-                 "got format '%s', %d-D", name, ndim, itemsize, formats, array->view.format,
-                 array->view.ndim);
+                 "got format '%s', %d-D", spec->name, spec->ndim, spec->itemsize,
+                 spec->formats, array->view.format, array->view.ndim);
     PyBuffer_Release(&array->view);
     return -1;
   }
   return 0;
+}
+
+/* Gets arrays[i] from objects[i] per specs[i]; ready[i] says which to release (an optional
+ * None stays not ready). Returns 0, or -1 with an exception set. */
+static int get_arrays(PyObject *const *objects, const ArraySpec *specs, int count,
+                      Array *arrays, int *ready) {
+  for (int i = 0; i < count; i++) {
+    ready[i] = 0;
+    if (specs[i].optional && objects[i] == Py_None) continue;
+    if (get_array(objects[i], &specs[i], &arrays[i]) < 0) return -1;
+    ready[i] = 1;
+  }
+  return 0;
+}
+
+static void release_arrays(Array *arrays, const int *ready, int count) {
+  for (int i = 0; i < count; i++)
+    if (ready[i]) PyBuffer_Release(&arrays[i].view);
 }
 
 static Py_ssize_t dim(const Array *array, int axis) { return array->view.shape[axis]; }
@@ -66,28 +90,24 @@ static PyObject *build_input_ids(PyObject *module, PyObject *args) {
   if (!PyArg_ParseTuple(args, "OOOOOii:build_input_ids", &objects[0], &objects[1], &objects[2],
                         &objects[3], &objects[4], &cls_id, &sep_id))
     return NULL;
-  Array tokens, spans, input_ids, segment_ids, lengths;
-  Array *arrays[] = {&tokens, &spans, &input_ids, &segment_ids, &lengths};
-  int ready = 0, failed = 1;
-  if (get_array(objects[0], "token_ids", "i", 4, 1, 0, &tokens) < 0) goto done;
-  ready++;
-  if (get_array(objects[1], "spans", "lq", 8, 2, 0, &spans) < 0) goto done;
-  ready++;
-  if (get_array(objects[2], "input_ids", "i", 4, 2, 1, &input_ids) < 0) goto done;
-  ready++;
-  if (get_array(objects[3], "segment_ids", "i", 4, 2, 1, &segment_ids) < 0) goto done;
-  ready++;
-  if (get_array(objects[4], "lengths", "lq", 8, 1, 1, &lengths) < 0) goto done;
-  ready++;
-  Py_ssize_t rows = dim(&spans, 0), width = dim(&spans, 1), seq = dim(&input_ids, 1);
-  if (width < 4 || check_dim(&input_ids, 0, rows) < 0 || check_dim(&segment_ids, 0, rows) < 0 ||
-      check_dim(&segment_ids, 1, seq) < 0 || check_dim(&lengths, 0, rows) < 0) {
+  static const ArraySpec specs[5] = {
+      {"token_ids", "i", 4, 1, 0, 0}, {"spans", "lq", 8, 2, 0, 0},
+      {"input_ids", "i", 4, 2, 1, 0}, {"segment_ids", "i", 4, 2, 1, 0},
+      {"lengths", "lq", 8, 1, 1, 0}};
+  Array arrays[5];
+  int ready[5] = {0}, failed = 1;
+  if (get_arrays(objects, specs, 5, arrays, ready) < 0) goto done;
+  const Array *tokens = &arrays[0], *spans = &arrays[1], *input_ids = &arrays[2],
+              *segment_ids = &arrays[3], *lengths = &arrays[4];
+  Py_ssize_t rows = dim(spans, 0), width = dim(spans, 1), seq = dim(input_ids, 1);
+  if (width < 4 || check_dim(input_ids, 0, rows) < 0 || check_dim(segment_ids, 0, rows) < 0 ||
+      check_dim(segment_ids, 1, seq) < 0 || check_dim(lengths, 0, rows) < 0) {
     if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "spans: need 4 columns");
     goto done;
   }
-  const int32_t *token = tokens.view.buf;
-  const int64_t *span = spans.view.buf;
-  Py_ssize_t num_tokens = dim(&tokens, 0);
+  const int32_t *token = tokens->view.buf;
+  const int64_t *span = spans->view.buf;
+  Py_ssize_t num_tokens = dim(tokens, 0);
   for (Py_ssize_t row = 0; row < rows; row++) { /* Validate first: no partial output. */
     const int64_t *s = span + row * width;
     if (s[0] < 0 || s[0] > s[1] || s[1] > num_tokens || s[2] < 0 || s[2] > s[3] ||
@@ -98,8 +118,8 @@ static PyObject *build_input_ids(PyObject *module, PyObject *args) {
       goto done;
     }
   }
-  int32_t *ids = input_ids.view.buf, *segments = segment_ids.view.buf;
-  int64_t *length = lengths.view.buf;
+  int32_t *ids = input_ids->view.buf, *segments = segment_ids->view.buf;
+  int64_t *length = lengths->view.buf;
   for (Py_ssize_t row = 0; row < rows; row++) {
     const int64_t *s = span + row * width;
     Py_ssize_t length_a = s[1] - s[0], length_b = s[3] - s[2];
@@ -114,7 +134,7 @@ static PyObject *build_input_ids(PyObject *module, PyObject *args) {
   }
   failed = 0;
 done:
-  for (int i = 0; i < ready; i++) PyBuffer_Release(&arrays[i]->view);
+  release_arrays(arrays, ready, 5);
   if (failed) return NULL;
   Py_RETURN_NONE;
 }
@@ -191,24 +211,15 @@ static PyObject *mask_rows(PyObject *module, PyObject *args) {
                         &mask_id, &vocab_size, &seed))
     return NULL;
   int whole_words = objects[3] != Py_None;
+  static const ArraySpec specs[7] = {
+      {"input_ids", "i", 4, 2, 1, 0}, {"lengths", "lq", 8, 1, 0, 0},
+      {"budgets", "lq", 8, 1, 0, 0},  {"continues_word", "?", 1, 1, 0, 1},
+      {"positions", "i", 4, 2, 1, 0}, {"labels", "i", 4, 2, 1, 0},
+      {"weights", "f", 4, 2, 1, 0}};
   Array arrays[7];
-  static const struct {
-    const char *name, *formats;
-    Py_ssize_t itemsize;
-    int ndim, writable;
-  } specs[7] = {{"input_ids", "i", 4, 2, 1},  {"lengths", "lq", 8, 1, 0},
-                {"budgets", "lq", 8, 1, 0},   {"continues_word", "?", 1, 1, 0},
-                {"positions", "i", 4, 2, 1},  {"labels", "i", 4, 2, 1},
-                {"weights", "f", 4, 2, 1}};
   int ready[7] = {0}, failed = 1;
   int32_t *candidates = NULL, *word_start = NULL, *word_end = NULL, *chosen = NULL;
-  for (int i = 0; i < 7; i++) {
-    if (i == 3 && !whole_words) continue;
-    if (get_array(objects[i], specs[i].name, specs[i].formats, specs[i].itemsize, specs[i].ndim,
-                  specs[i].writable, &arrays[i]) < 0)
-      goto done;
-    ready[i] = 1;
-  }
+  if (get_arrays(objects, specs, 7, arrays, ready) < 0) goto done;
   Array *input_ids = &arrays[0], *positions = &arrays[4];
   Py_ssize_t rows = dim(input_ids, 0), seq = dim(input_ids, 1), slots = dim(positions, 1);
   for (int i = 1; i < 7; i++)
@@ -289,8 +300,7 @@ done:
   PyMem_Free(word_start);
   PyMem_Free(word_end);
   PyMem_Free(chosen);
-  for (int i = 0; i < 7; i++)
-    if (ready[i]) PyBuffer_Release(&arrays[i].view);
+  release_arrays(arrays, ready, 7);
   if (failed) return NULL;
   Py_RETURN_NONE;
 }
