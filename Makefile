@@ -12,6 +12,7 @@ demo: setup
 
 test: setup
 	bash scripts/install_test_tools.sh
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 bench: setup

@@ -12,12 +12,10 @@ Every weight of the input is either converted or named in the error; nothing is 
 import os
 import shutil
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 
-import checkpoints
 import modeling
+from bert import checkpoints
 
 FLAGS = flags.FLAGS
 
@@ -33,9 +31,7 @@ def define_flags():
 
 
 def _vocab_beside(path):
-  _, resolved = checkpoints.detect_format(path)
-  folder = resolved if os.path.isdir(resolved) else os.path.dirname(resolved)
-  vocab = os.path.join(folder, "vocab.txt")
+  vocab = os.path.join(checkpoints.checkpoint_folder(path)[1], "vocab.txt")
   return vocab if os.path.exists(vocab) else None
 
 

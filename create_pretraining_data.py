@@ -6,14 +6,14 @@ across the comma-separated `--output_file`s; `--gzip` compresses them (TFRecord 
 
 With `--no_masking` the records hold unmasked instances for dynamic masking at read time:
 `input_ids`, `input_mask`, `segment_ids` (int64[max_seq_length]) and `next_sentence_labels`
-(int64[1]), no `masked_lm_*` features; `pretraining_data_lib.mask_batch` masks them.
+(int64[1]), no `masked_lm_*` features; `pretraining_data.mask_batch` masks them.
 
 The work streams: the parent reads the input in chunks of whole documents, `--num_workers`
 processes turn chunks into framed records, already split per output file and, with `--gzip`,
 compressed (zlib level 6, in parallel), and hand them back through spool files in a hidden
 folder next to the output; the parent appends them in chunk order, so memory does not grow
 with the corpus and the bytes written do not depend on the number of workers.
-See pretraining_data_lib.py for the algorithm and where it differs from Google's script.
+See bert/pretraining_data.py for the algorithm and where it differs from Google's script.
 
 Example (a large corpus, 4 output shards, all cores):
   python create_pretraining_data.py --input_file='corpus/part-*.txt' \
@@ -26,7 +26,6 @@ out/train-3.tfrecord \
 import collections
 import dataclasses
 import errno
-import glob
 import multiprocessing
 import os
 import shutil
@@ -35,12 +34,11 @@ import tempfile
 import time
 import zlib
 
-from absl import app
-from absl import flags
-from absl import logging
 import numpy as np
+from absl import app, flags, logging
 
-import pretraining_data_lib as lib
+from bert import files
+from bert import pretraining_data as lib
 
 FLAGS = flags.FLAGS
 
@@ -100,21 +98,6 @@ class Summary:
     self.documents += result.documents
     self.empty_documents += result.empty_documents
     self.skipped_lines += result.skipped_lines
-
-
-def expand_input_files(input_file: str) -> list[str]:
-  """Comma-separated paths or globs -> files, in the order given (each glob sorted).
-
-  Raises:
-    ValueError naming a pattern that matches no file.
-  """
-  files = []
-  for pattern in filter(None, (p.strip() for p in input_file.split(","))):
-    matches = sorted(glob.glob(pattern))
-    if not matches:
-      raise ValueError(f"--input_file: {pattern!r} matches no file.")
-    files.extend(matches)
-  return files
 
 
 # Set in the parent before the worker processes fork, so each worker inherits them.
@@ -224,7 +207,7 @@ class RoundRobinWriter:
       if os.path.dirname(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
     # Unbuffered: spooled parts are appended at the file descriptor.
-    self._files = [open(p, "wb", buffering=0) for p in output_files]
+    self._files = [open(p, "wb", buffering=0) for p in output_files]  # noqa: SIM115 (close())
     self._use_gzip = use_gzip
     self._crcs = [0] * len(self._files)
     self._sizes = [0] * len(self._files)
@@ -375,7 +358,7 @@ def log_summary(summary: Summary, output_files: list[str]):
 
 
 def main(_):
-  input_files = expand_input_files(FLAGS.input_file)
+  input_files = files.expand_input_files(FLAGS.input_file)
   output_files = [p.strip() for p in FLAGS.output_file.split(",") if p.strip()]
   tokenizer, vocab, vocab_source = lib.load_tokenizer_and_vocab(
       FLAGS.vocab_file, FLAGS.spm_model_file, FLAGS.do_lower_case)

@@ -14,12 +14,11 @@ Two serving variants, both returning {"pooled_output" [B, H], "sequence_output" 
 import os
 
 import tensorflow as tf
-from absl import app
-from absl import flags
+from absl import app, flags
 
-import checkpoints
 import modeling
 import tokenization
+from bert import checkpoints, graph_tokenizer
 
 FLAGS = flags.FLAGS
 
@@ -27,8 +26,8 @@ FLAGS = flags.FLAGS
 def define_flags():
   """Defines the CLI flags (only when run as a script, so tests can import this module
   next to other scripts that define flags of the same name)."""
-  flags.DEFINE_string("init_checkpoint", None, "Checkpoint to export (any format checkpoints.py "
-                      "reads: Google TF1, Hugging Face folder or ours).")
+  flags.DEFINE_string("init_checkpoint", None, "Checkpoint to export (any format "
+                      "bert/checkpoints.py reads: Google TF1, Hugging Face folder or ours).")
   flags.DEFINE_string("bert_config_file", None, "Config JSON; default: the one beside the "
                       "checkpoint.")
   flags.DEFINE_string("export_dir", None, "Folder to write the SavedModel into.")
@@ -66,11 +65,9 @@ class TextServing(tf.Module):
 
   def __init__(self, model, tokenizer, max_seq_length):
     super().__init__(name="bert_text_serving")
-    if max_seq_length < 2 or max_seq_length > model.config.max_position_embeddings:
-      raise ValueError(f"max_seq_length={max_seq_length} must be in "
-                       f"[2, {model.config.max_position_embeddings}].")
+    model.config.check_seq_length(max_seq_length)
     self.model = model
-    self.wordpiece_ids = tokenizer.tf_tokenizer()
+    self.wordpiece_ids = graph_tokenizer.for_tokenizer(tokenizer)
     self._cls_id, self._sep_id = tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]"])
     self._max_seq_length = max_seq_length
 
@@ -96,10 +93,8 @@ class TextServing(tf.Module):
 
 def export(model, export_dir, tokenizer=None, max_seq_length=128):
   """Writes the ids SavedModel, or the text one when a tokenizer (FullTokenizer) is given."""
-  if tokenizer is None:
-    module = IdsServing(model)
-  else:
-    module = TextServing(model, tokenizer, max_seq_length)
+  module = (IdsServing(model) if tokenizer is None
+            else TextServing(model, tokenizer, max_seq_length))
   tf.saved_model.save(module, export_dir, signatures={"serving_default": module.serve})
   return module
 
@@ -113,11 +108,10 @@ def main(argv):
   if FLAGS.serving_input == "text":
     vocab_file = FLAGS.vocab_file
     if vocab_file is None:
-      _, resolved = checkpoints.detect_format(FLAGS.init_checkpoint)
-      folder = resolved if os.path.isdir(resolved) else os.path.dirname(resolved)
-      vocab_file = os.path.join(folder, "vocab.txt")
-    tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case, FLAGS.init_checkpoint)
-    tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=FLAGS.do_lower_case)
+      vocab_file = os.path.join(checkpoints.checkpoint_folder(FLAGS.init_checkpoint)[1],
+                                "vocab.txt")
+    tokenizer = tokenization.create_tokenizer(vocab_file, do_lower_case=FLAGS.do_lower_case,
+                                              init_checkpoint=FLAGS.init_checkpoint)
   export(model, FLAGS.export_dir, tokenizer, FLAGS.max_seq_length)
 
 

@@ -1,4 +1,4 @@
-"""Extracts BERT's hidden states per token as Google's JSONL (features_lib.py's format).
+"""Extracts BERT's hidden states per token as Google's JSONL (bert/feature_extraction.py's format).
 
   python extract_features.py --input_file=input.txt --output_file=output.jsonl \
     --vocab_file=uncased_L-12_H-768_A-12/vocab.txt \
@@ -20,15 +20,11 @@ import collections
 
 import numpy as np
 import tensorflow as tf
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 
-import checkpoints
-import common_flags
-import features_lib
 import modeling
 import tokenization
+from bert import checkpoints, feature_extraction, flag_blocks
 
 FLAGS = flags.FLAGS
 
@@ -45,7 +41,7 @@ def define_flags():
   flags.DEFINE_integer("max_seq_length", 128, "The maximum total input sequence length after "
                        "WordPiece tokenization. Longer sequences are truncated.")
   flags.DEFINE_string("init_checkpoint", None, "Weights: Google TF1, Hugging Face or ours.")
-  common_flags.define_tokenizer_flags()
+  flag_blocks.define_tokenizer_flags()
   flags.DEFINE_integer("batch_size", 32, "Batch size for predictions.")
   flags.DEFINE_bool("use_xla", False, "XLA-compile the model.")
 
@@ -76,8 +72,8 @@ def feature_batches(input_file: str, max_seq_length: int, tokenizer, batch_size:
   pending = collections.deque()
 
   def generate():
-    examples = features_lib.read_examples(input_file)
-    for feature in features_lib.convert_examples_to_features(examples, max_seq_length,
+    examples = feature_extraction.read_examples(input_file)
+    for feature in feature_extraction.convert_examples_to_features(examples, max_seq_length,
                                                              tokenizer):
       pending.append(feature)
       yield feature.input_ids, feature.input_mask, feature.input_type_ids
@@ -95,22 +91,18 @@ def extract(input_file: str, output_file: str, model: modeling.BertModel, tokeni
             layer_indexes, max_seq_length: int, batch_size: int, use_xla: bool = False) -> int:
   """Writes the JSONL of input_file to output_file; returns the number of lines written."""
   outputs_fn = layer_outputs_fn(model, layer_indexes, use_xla)
-  with features_lib.JsonlFeatureWriter(output_file, layer_indexes) as writer:
+  with feature_extraction.JsonlFeatureWriter(output_file, layer_indexes) as writer:
     for batch, inputs in feature_batches(input_file, max_seq_length, tokenizer, batch_size):
       writer.write_batch(batch, list(np.asarray(outputs_fn(inputs))))
     return writer.num_written
 
 
 def main(_):
-  layer_indexes = features_lib.parse_layer_indexes(FLAGS.layers)
+  layer_indexes = feature_extraction.parse_layer_indexes(FLAGS.layers)
   config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
-  if FLAGS.max_seq_length > config.max_position_embeddings:
-    raise ValueError(f"--max_seq_length={FLAGS.max_seq_length} is above the model's "
-                     f"max_position_embeddings={config.max_position_embeddings} "
-                     f"({FLAGS.bert_config_file})")
-  tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case, FLAGS.init_checkpoint)
+  config.check_seq_length(FLAGS.max_seq_length, FLAGS.bert_config_file)
   tokenizer = tokenization.create_tokenizer(FLAGS.vocab_file, FLAGS.spm_model_file,
-                                            FLAGS.do_lower_case)
+                                            FLAGS.do_lower_case, FLAGS.init_checkpoint)
   model = modeling.BertModel(config)
   if FLAGS.init_checkpoint:
     # Every encoder weight must come from the checkpoint; heads in it (pre-training or a

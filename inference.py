@@ -19,23 +19,19 @@ one JSON line out per request (blank lines are skipped):
 or {"error": "line N: ..."} for a request that cannot be answered (malformed JSON, missing
 keys, an empty context): the loop goes on. The model is built and compiled once.
 
-The answer and n-best are run_squad's (squad_lib windows, squad_postprocess's n-best spans);
+The answer and n-best are run_squad's (squad_data windows, squad_predictions's n-best spans);
 the score is the answer's probability among the n-best (softmax of start + end logits).
 """
 import json
 import sys
-from typing import Iterable, Optional, TextIO
+from collections.abc import Iterable
+from typing import TextIO
 
 import tensorflow as tf
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 
-import checkpoints
-import common_flags
-import finetuning
-import squad_lib
-import squad_postprocess
+import tokenization
+from bert import checkpoints, flag_blocks, squad_data, squad_predictions, task_models
 
 FLAGS = flags.FLAGS
 
@@ -69,7 +65,7 @@ def define_flags():
   flags.DEFINE_float("null_score_diff_threshold", 0.0, "If null_score - best_non_null is "
                      "greater than the threshold predict null.")
   flags.DEFINE_integer("predict_batch_size", 8, "Windows per forward pass.")
-  common_flags.define_tokenizer_flags()
+  flag_blocks.define_tokenizer_flags()
 
 
 class QuestionAnswerer:
@@ -110,14 +106,14 @@ class QuestionAnswerer:
     for name, value in (("question", question), ("context", context)):
       if not isinstance(value, str) or not value.strip():
         raise ValueError(f"the {name} must be a non-empty string, got {value!r}")
-    doc_tokens, _ = squad_lib.split_on_whitespace(context)
-    example = squad_lib.SquadExample(qas_id=_QAS_ID, question_text=question,
+    doc_tokens, _ = squad_data.split_on_whitespace(context)
+    example = squad_data.SquadExample(qas_id=_QAS_ID, question_text=question,
                                      doc_tokens=doc_tokens)
     # Python WordPiece: a single request is too small for the batch path's graph build.
-    features = list(squad_lib.convert_examples_to_features(
+    features = list(squad_data.convert_examples_to_features(
         [example], self.tokenizer, self.max_seq_length, self.doc_stride,
         self.max_query_length, is_training=False, batched_tokenization=False))
-    arrays = squad_lib.features_to_arrays(features, is_training=False)
+    arrays = squad_data.features_to_arrays(features, is_training=False)
     results = []
     for start in range(0, len(features), self.batch_size):
       batch = {name: tf.constant(arrays[name][start:start + self.batch_size])
@@ -126,8 +122,8 @@ class QuestionAnswerer:
       for unique_id, start_logits, end_logits in zip(
           arrays["unique_ids"][start:start + self.batch_size],
           outputs["start_logits"].numpy(), outputs["end_logits"].numpy()):
-        results.append(squad_postprocess.RawResult(int(unique_id), start_logits, end_logits))
-    predictions, nbest, scores_diff = squad_postprocess.compute_predictions(
+        results.append(squad_predictions.RawResult(int(unique_id), start_logits, end_logits))
+    predictions, nbest, scores_diff = squad_predictions.compute_predictions(
         [example], features, results, self.n_best_size, self.max_answer_length,
         self.tokenizer.do_lower_case, self.version_2_with_negative,
         self.null_score_diff_threshold)
@@ -140,9 +136,9 @@ class QuestionAnswerer:
     return response
 
 
-def load_model(init_checkpoint: str, config) -> finetuning.BertSquad:
+def load_model(init_checkpoint: str, config) -> task_models.BertSquad:
   """A BertSquad with every variable, the SQuAD head included, from init_checkpoint."""
-  model = finetuning.BertSquad(config)
+  model = task_models.BertSquad(config)
   report = checkpoints.init_from_checkpoint(model, init_checkpoint)
   if report.missing or report.shape_mismatches:
     raise ValueError(f"{init_checkpoint}: not a model fine-tuned for SQuAD with this config "
@@ -161,7 +157,7 @@ def read_context_file(path: str) -> str:
 
 
 def serve(answerer: QuestionAnswerer, lines: Iterable[str], out: TextIO,
-          default_context: Optional[str] = None) -> int:
+          default_context: str | None = None) -> int:
   """Answers one JSON request per line (see the module doc), one JSON line out each.
 
   A request that fails (bad JSON, missing or empty fields, any error while answering) gets
@@ -186,7 +182,7 @@ def serve(answerer: QuestionAnswerer, lines: Iterable[str], out: TextIO,
     except json.JSONDecodeError as e:
       response = {"error": f"line {line_number}: not valid JSON ({e.msg} at column "
                            f"{e.colno})"}
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       # One bad request must not take the server down; report it on its own line.
       response = {"error": f"line {line_number}: {e}"}
     if "error" in response:
@@ -217,11 +213,10 @@ def main(_):
   serve_stdin = FLAGS.stdin or FLAGS.question is None
   if not serve_stdin and context is None:
     raise app.UsageError("--question needs --context or --context_file.")
-  tokenizer = finetuning.create_tokenizer()
+  tokenizer = tokenization.create_tokenizer(FLAGS.vocab_file, FLAGS.spm_model_file,
+                                            FLAGS.do_lower_case, FLAGS.init_checkpoint)
   config = checkpoints.config_for_checkpoint(FLAGS.init_checkpoint, FLAGS.bert_config_file)
-  if FLAGS.max_seq_length > config.max_position_embeddings:
-    raise app.UsageError(f"--max_seq_length={FLAGS.max_seq_length} exceeds the model's "
-                         f"max_position_embeddings ({config.max_position_embeddings})")
+  config.check_seq_length(FLAGS.max_seq_length, FLAGS.bert_config_file or FLAGS.init_checkpoint)
   answerer = QuestionAnswerer(
       load_model(FLAGS.init_checkpoint, config), tokenizer, FLAGS.max_seq_length,
       FLAGS.doc_stride, FLAGS.max_query_length, FLAGS.n_best_size, FLAGS.max_answer_length,

@@ -16,14 +16,12 @@ in raw text; use it with `--spm_model_file` in the other scripts.
 """
 
 import collections
-import glob
 import pathlib
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 
 import tokenization
+from bert import files
 
 FLAGS = flags.FLAGS
 
@@ -59,22 +57,11 @@ def define_flags():
                      "SentencePiece: share of characters the model must cover.")
 
 
-def input_paths(input_file):
-  """Expands a comma-separated list of files/globs; raises if a pattern matches nothing."""
-  paths = []
-  for pattern in input_file.split(","):
-    matched = sorted(glob.glob(pattern.strip()))
-    if not matched:
-      raise FileNotFoundError(f"--input_file pattern {pattern.strip()!r} matches no file.")
-    paths.extend(matched)
-  return paths
-
-
 def read_sentences(paths, max_sentences=0):
   """Yields the non-blank lines (str, stripped) of `paths`, at most `max_sentences` if > 0."""
   count = 0
   for path in paths:
-    with open(path, "r", encoding="utf-8") as reader:
+    with open(path, encoding="utf-8") as reader:
       for line_number, line in enumerate(reader, start=1):
         if "\ufffd" in line:
           logging.warning("%s:%d: holds U+FFFD; was the file decoded from another encoding?",
@@ -109,7 +96,6 @@ def learn_wordpiece_vocab(word_counts, vocab_size, special_tokens, min_frequency
                           max_token_length=50, max_unique_chars=1000):
   """Returns the vocabulary (list of str; special tokens first, then single characters with
   their ## forms, then learned pieces) for `word_counts` ({word: count})."""
-  # pylint: disable-next=import-outside-toplevel
   from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
   _check_special_tokens(special_tokens)
   if vocab_size <= len(special_tokens):
@@ -133,7 +119,7 @@ def write_vocab(path, tokens):
 def learn_sentencepiece_model(sentences, output_file, vocab_size, special_tokens,
                               do_lower_case, model_type="unigram", character_coverage=0.9995):
   """Trains a sentencepiece model into `output_file` (<prefix>.model) and <prefix>.vocab."""
-  import sentencepiece  # pylint: disable=import-outside-toplevel
+  import sentencepiece
   _check_special_tokens(special_tokens)
   if not str(output_file).endswith(".model"):
     raise ValueError(f"--output_file={output_file} must end in .model for SentencePiece.")
@@ -151,7 +137,7 @@ def learn_sentencepiece_model(sentences, output_file, vocab_size, special_tokens
 
 
 def main(_):
-  paths = input_paths(FLAGS.input_file)
+  paths = files.expand_input_files(FLAGS.input_file)
   logging.info("Learning a %s vocabulary of %d from %d file(s).", FLAGS.model_type,
                FLAGS.vocab_size, len(paths))
   sentences = read_sentences(paths, FLAGS.max_sentences)

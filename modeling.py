@@ -1,7 +1,7 @@
 """The BERT model (Devlin et al., 2018) in Keras 3.
 
 Only Keras 3 APIs are used here (`keras.ops`, `keras.layers`) so the model runs on the
-TensorFlow, JAX and PyTorch backends; checkpoint I/O lives in checkpoints.py.
+TensorFlow, JAX and PyTorch backends; checkpoint I/O lives in bert/checkpoints.py.
 
 Variable paths mirror Google's TF1 names (`bert/encoder/layer_0/attention/self/query/kernel`,
 `cls/predictions/output_bias`, ...) so reading Google's checkpoints is a near-identity name map
@@ -114,7 +114,7 @@ class BertConfig:
   @classmethod
   def from_json_file(cls, json_file):
     """Reads Google's bert_config.json or Hugging Face's config.json (auto-detected)."""
-    with open(json_file, "r", encoding="utf-8") as reader:
+    with open(json_file, encoding="utf-8") as reader:
       text = reader.read()
     try:
       json_object = json.loads(text)
@@ -140,6 +140,17 @@ class BertConfig:
       raise ValueError(f"hidden_size={self.hidden_size} is not a multiple of "
                        f"num_attention_heads={self.num_attention_heads}.")
     get_activation(self.hidden_act)
+
+  def check_seq_length(self, max_seq_length, source="the BERT config"):
+    """Raises ValueError unless 2 <= max_seq_length <= max_position_embeddings ([CLS], [SEP]).
+
+    source: where this config came from, for the message (e.g. its file).
+    """
+    if max_seq_length < 2:
+      raise ValueError(f"max_seq_length={max_seq_length} leaves no room for [CLS] and [SEP]")
+    if max_seq_length > self.max_position_embeddings:
+      raise ValueError(f"max_seq_length={max_seq_length} is above the model's "
+                       f"max_position_embeddings={self.max_position_embeddings} ({source})")
 
   def to_dict(self):
     """Google's JSON dict. A tanh GELU is written as Google's "gelu" so Google's code reads

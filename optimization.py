@@ -15,7 +15,7 @@ update being applied uses `step = optimizer.iterations` for the learning rate (s
 first update has lr 0 when there is warmup, as in Google's optimization.py) and
 `t = step + 1` in the bias corrections.
 
-The training loop (training.py), one accumulated step, every piece optional:
+The training loop (bert/training.py), one accumulated step, every piece optional:
 
     optimizer = create_optimizer(..., loss_scale=DynamicLossScale() if fp16 else None)
     optimizer.build(model.trainable_variables)       # before checkpoint restore
@@ -38,11 +38,11 @@ rank reaches every rank through the all-reduce and all ranks skip the same step.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
-from keras import ops
 import tensorflow as tf
+from keras import ops
 
 OPTIMIZER_TYPES = ("adam", "lamb", "nadam", "nlamb")
 # Google and the ROCm fork decay linearly for Adam-style and with power 0.5 for LAMB-style.

@@ -1,6 +1,6 @@
 """Fine-tunes BERT for sentence (pair) classification: GLUE, XNLI, or any TSV.
 
-Google's flags and outputs, on the shared Keras 3 loop (training.py) with Horovod:
+Google's flags and outputs, on the shared Keras 3 loop (bert/training.py) with Horovod:
 
   python run_classifier.py --task_name=MRPC --data_dir=glue/MRPC \
     --vocab_file=uncased_L-12_H-768_A-12/vocab.txt \
@@ -11,7 +11,7 @@ Google's flags and outputs, on the shared Keras 3 loop (training.py) with Horovo
 
 Tasks (case-insensitive): xnli, mnli, mrpc, cola, sst-2 (sst2), qnli, rte, qqp, wnli, sts-b
 (stsb; regression), and tsv (--label_list, --text_a_column, --text_b_column,
---label_column, --has_header). See classifier_data.py for each file layout.
+--label_column, --has_header). See bert/classifier_data.py for each file layout.
 
 Outputs in --output_dir: checkpoints of the loop, the fine-tuned model as Google's
 bert_model.ckpt + bert_config.json, eval_results.txt (eval_accuracy, eval_loss, global_step
@@ -25,13 +25,19 @@ train_batch_size x ranks x num_accumulation_steps); eval and predict run on rank
 import os
 
 import numpy as np
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 
-import classifier_data
-import common_flags
-import finetuning
+import tokenization
+from bert import (
+  classifier_data,
+  classifier_features,
+  classifier_metrics,
+  files,
+  finetuning,
+  flag_blocks,
+  run_setup,
+  task_models,
+)
 
 FLAGS = flags.FLAGS
 
@@ -48,11 +54,12 @@ def define_flags():
   flags.DEFINE_bool("do_eval", False, "Whether to run eval on the dev set.")
   flags.DEFINE_bool("do_predict", False, "Whether to run the model in inference mode on the "
                     "test set.")
-  flags.DEFINE_integer("train_batch_size", 32, "Batch size per rank for training.")
+  flags.DEFINE_integer("train_batch_size", 32, "Batch size per rank for training.",
+                       lower_bound=1)
   flags.DEFINE_integer("eval_batch_size", 8, "Total batch size for eval.")
   flags.DEFINE_integer("predict_batch_size", 8, "Total batch size for predict.")
-  common_flags.define_tokenizer_flags()
-  finetuning.define_finetuning_flags()
+  flag_blocks.define_tokenizer_flags()
+  flag_blocks.define_finetuning_flags()
   # The generic tsv task (classifier_data.TsvProcessor) and data options.
   flags.DEFINE_list("label_list", None, "tsv task: the labels, comma-separated, e.g. neg,pos.")
   flags.DEFINE_integer("text_a_column", 0, "tsv task: 0-based column of text_a.")
@@ -89,7 +96,7 @@ def per_example_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def predict_logits(model, examples, label_list, tokenizer, batch_size):
   """(float32 logits [n, num_labels], the features) of examples."""
-  arrays = classifier_data.convert_examples_to_features(examples, label_list,
+  arrays = classifier_features.convert_examples_to_features(examples, label_list,
                                                         FLAGS.max_seq_length, tokenizer)
   logits = np.concatenate(list(finetuning.predict(model, arrays, batch_size, FLAGS.use_xla)))
   return logits, arrays
@@ -101,10 +108,10 @@ def evaluate(model, examples, label_list, tokenizer, global_step: int, path: str
                                   FLAGS.eval_batch_size)
   labels = arrays["label_ids"]
   predictions = logits[:, 0] if label_list is None else logits
-  results = classifier_data.task_metrics(FLAGS.task_name, labels, predictions)
+  results = classifier_metrics.task_metrics(FLAGS.task_name, labels, predictions)
   results["eval_loss"] = float(np.mean(per_example_loss(logits, labels)))
   results["global_step"] = global_step
-  classifier_data.write_eval_results(path, results)
+  files.write_results(path, results)
   logging.info("***** Eval results: %d examples (%s) *****", len(examples), path)
   for key in sorted(results):
     logging.info("  %s = %s", key, results[key])
@@ -116,7 +123,7 @@ def predict(model, examples, label_list, tokenizer, path: str) -> None:
   logits, _ = predict_logits(model, examples, label_list, tokenizer,
                              FLAGS.predict_batch_size)
   outputs = logits[:, 0] if label_list is None else finetuning.softmax(logits)
-  num_written = classifier_data.write_test_results(path, outputs)
+  num_written = files.write_test_results(path, outputs)
   if num_written != len(examples):
     raise RuntimeError(f"{path}: wrote {num_written} lines for {len(examples)} examples")
   logging.info("***** Predictions: %d examples -> %s *****", num_written, path)
@@ -127,7 +134,8 @@ def main(_):
     raise app.UsageError("At least one of `do_train`, `do_eval` or `do_predict' must be True.")
   processor = make_processor()
   label_list = processor.get_labels()
-  tokenizer = finetuning.create_tokenizer()
+  tokenizer = tokenization.create_tokenizer(FLAGS.vocab_file, FLAGS.spm_model_file,
+                                            FLAGS.do_lower_case, FLAGS.init_checkpoint)
   # Read (and check) the data before building anything, so bad input fails fast.
   train_examples = processor.get_train_examples(FLAGS.data_dir) if FLAGS.do_train else []
   eval_sets = {name: processor.get_examples(FLAGS.data_dir, name)
@@ -142,16 +150,18 @@ def main(_):
     logging.warning("Skipped %d malformed rows: %s", processor.num_skipped_rows,
                     processor.skipped_rows)
 
-  config, world, precision = finetuning.setup(FLAGS.max_seq_length)
-  model = finetuning.BertClassifier(config, 1 if label_list is None else len(label_list))
-  trainer = finetuning.make_trainer(model, finetuning.classifier_loss_fn,
-                                    finetuning.CLASSIFIER_HEAD, world, precision,
-                                    len(train_examples) if FLAGS.do_train else None)
+  options = flag_blocks.options_from_flags(run_setup.TrainingOptions, FLAGS)
+  config, world, precision = finetuning.setup(FLAGS.bert_config_file, options)
+  model = task_models.BertClassifier(config, 1 if label_list is None else len(label_list))
+  trainer = finetuning.make_trainer(
+      model, task_models.classifier_loss_fn, task_models.CLASSIFIER_HEAD, world, precision,
+      options, len(train_examples) if FLAGS.do_train else None, FLAGS.num_train_epochs,
+      FLAGS.warmup_proportion)
 
   if FLAGS.do_train:
-    arrays = classifier_data.convert_examples_to_features(
+    arrays = classifier_features.convert_examples_to_features(
         train_examples, label_list, FLAGS.max_seq_length, tokenizer)
-    finetuning.train(trainer, arrays, world, FLAGS.train_batch_size)
+    finetuning.train(trainer, arrays, world, options)
     trainer.export_tf1(config)
 
   if world.is_chief:

@@ -1,7 +1,7 @@
 """Fine-tunes BERT for token classification (named entities) on CoNLL-2003-style files.
 
 The shared fine-tuning flags and loop of run_classifier.py (Horovod, precision, optimizer,
-init from Google TF1 / Hugging Face / our checkpoints) with CoNLL data (ner_data.py):
+init from Google TF1 / Hugging Face / our checkpoints) with CoNLL data (bert/ner_data.py):
 
   python run_ner.py --data_dir=conll2003 --vocab_file=cased_L-12_H-768_A-12/vocab.txt \
     --bert_config_file=cased_L-12_H-768_A-12/bert_config.json \
@@ -33,18 +33,11 @@ train_batch_size x ranks x num_accumulation_steps); eval and predict run on rank
 """
 import os
 
-import keras
 import numpy as np
-from absl import app
-from absl import flags
-from absl import logging
-from keras import ops
+from absl import app, flags, logging
 
-import common_flags
-import finetuning
-import modeling
-import ner_data
-import training
+import tokenization
+from bert import files, finetuning, flag_blocks, ner_data, run_setup, task_models
 
 FLAGS = flags.FLAGS
 
@@ -61,7 +54,8 @@ def define_flags():
   flags.DEFINE_bool("do_train", False, "Whether to run training on train.txt.")
   flags.DEFINE_bool("do_eval", False, "Whether to run eval on dev.txt.")
   flags.DEFINE_bool("do_predict", False, "Whether to predict (and score) test.txt.")
-  flags.DEFINE_integer("train_batch_size", 32, "Batch size per rank for training.")
+  flags.DEFINE_integer("train_batch_size", 32, "Batch size per rank for training.",
+                       lower_bound=1)
   flags.DEFINE_integer("eval_batch_size", 8, "Total batch size for eval.")
   flags.DEFINE_integer("predict_batch_size", 8, "Total batch size for predict.")
   flags.DEFINE_integer("token_column", 0, "0-based column of the token (negative: from the "
@@ -70,52 +64,8 @@ def define_flags():
                        "end; -1 is CoNLL-2003's NER column).")
   flags.DEFINE_string("label_list_file", None, "The tags, one per line in label-id order, for "
                       "runs without --do_train (default: --output_dir/label_list.txt).")
-  common_flags.define_tokenizer_flags()
-  finetuning.define_finetuning_flags()
-
-
-# ---------------------------------------------------------------------------- the model
-
-@keras.saving.register_keras_serializable(package="bert")
-class BertTokenClassifier(finetuning.BertClassifier):
-  """dropout(sequence_output) @ output_weights^T + output_bias at every position.
-
-  The head is BertClassifier's, with the root-level names of Google's classifier
-  (`output_weights` [num_labels, H], `output_bias` [num_labels]), so
-  finetuning.CLASSIFIER_HEAD names it; only where it applies differs.
-
-  Called on {"input_ids", "input_mask", "segment_ids"}: int [B, S]; returns float32 logits
-  [B, S, num_labels].
-  """
-
-  def __init__(self, config: modeling.BertConfig, num_labels: int,
-               name: str = "bert_token_classifier", **kwargs):
-    super().__init__(config, num_labels, name=name, **kwargs)
-
-  def call(self, inputs, training=None):
-    sequence_output = self.bert(finetuning.bert_inputs(inputs),
-                                training=training)["sequence_output"]
-    sequence_output = self.dropout(sequence_output, training=training)
-    logits = ops.einsum("bsh,kh->bsk", sequence_output,
-                        ops.cast(self.output_weights, sequence_output.dtype))
-    return ops.cast(logits, "float32") + ops.cast(self.output_bias, "float32")
-
-
-def token_classification_loss_fn(model, features, training):
-  """Mean cross-entropy over the labelled positions (first pieces; label_weights 1.0).
-
-  features: the model inputs, "label_ids": int [B, S] and "label_weights": float [B, S].
-  Returns {"loss", "accuracy"} (accuracy over the labelled positions), float32.
-  """
-  logits = model(features, training=training)
-  labels = ops.cast(features["label_ids"], "int32")
-  weights = ops.cast(features["label_weights"], "float32")
-  cross_entropy = ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-  num_labelled = ops.maximum(ops.sum(weights), 1.0)
-  correct = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), labels),
-                     "float32")
-  return {"loss": ops.sum(cross_entropy * weights) / num_labelled,
-          "accuracy": ops.sum(correct * weights) / num_labelled}
+  flag_blocks.define_tokenizer_flags()
+  flag_blocks.define_finetuning_flags()
 
 
 def weighted_cross_entropy(logits: np.ndarray, labels: np.ndarray,
@@ -190,7 +140,7 @@ def score_and_write(model, split: tuple, label_list, tokenizer, batch_size: int,
     logging.warning("%s: the tags %s are not all O or B-/I-/E-/S-<type>: no entity metrics",
                     path, label_list)
   out = FLAGS.output_dir
-  training.write_results(os.path.join(out, f"{prefix}_results.txt"), results)
+  files.write_results(os.path.join(out, f"{prefix}_results.txt"), results)
   with open(os.path.join(out, f"{prefix}_report.txt"), "w", encoding="utf-8") as f:
     f.write(report)
   ner_data.write_conll_predictions(os.path.join(out, f"{prefix}_predictions.txt"), sentences,
@@ -204,7 +154,8 @@ def score_and_write(model, split: tuple, label_list, tokenizer, batch_size: int,
 def main(_):
   if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict):
     raise app.UsageError("At least one of `do_train`, `do_eval` or `do_predict' must be True.")
-  tokenizer = finetuning.create_tokenizer()
+  tokenizer = tokenization.create_tokenizer(FLAGS.vocab_file, FLAGS.spm_model_file,
+                                            FLAGS.do_lower_case, FLAGS.init_checkpoint)
   # Read (and check) the data before building anything, so bad input fails fast.
   train = read_split("train") if FLAGS.do_train else None
   dev = read_split("dev") if FLAGS.do_eval else None
@@ -214,8 +165,9 @@ def main(_):
     if split is not None:
       ner_data.check_labels(split[1], label_list, split[0], label_source)
 
-  config, world, precision = finetuning.setup(FLAGS.max_seq_length)
-  model = BertTokenClassifier(config, len(label_list))
+  options = flag_blocks.options_from_flags(run_setup.TrainingOptions, FLAGS)
+  config, world, precision = finetuning.setup(FLAGS.bert_config_file, options)
+  model = task_models.BertTokenClassifier(config, len(label_list))
   arrays = None
   if FLAGS.do_train:
     if world.is_chief:
@@ -223,13 +175,13 @@ def main(_):
     arrays = make_features(train[1], label_list, tokenizer)
     logging.info("%s: %d sentences -> %d windows; tags %s", train[0], len(train[1]),
                  len(arrays["input_ids"]), label_list)
-  trainer = finetuning.make_trainer(model, token_classification_loss_fn,
-                                    finetuning.CLASSIFIER_HEAD, world, precision,
-                                    None if arrays is None else len(arrays["input_ids"]))
+  trainer = finetuning.make_trainer(
+      model, task_models.token_classification_loss_fn, task_models.CLASSIFIER_HEAD, world,
+      precision, options, None if arrays is None else len(arrays["input_ids"]),
+      FLAGS.num_train_epochs, FLAGS.warmup_proportion)
 
   if FLAGS.do_train:
-    finetuning.train(trainer, {k: arrays[k] for k in TRAIN_INPUTS}, world,
-                     FLAGS.train_batch_size)
+    finetuning.train(trainer, {k: arrays[k] for k in TRAIN_INPUTS}, world, options)
     trainer.export_tf1(config)
 
   if world.is_chief:

@@ -2,8 +2,8 @@
 
 Google's flags, the ROCm fork's (--use_horovod, --optimizer_type, --auto_mixed_precision) and
 NVIDIA's (--num_accumulation_steps, --allreduce_post_accumulation, --use_xla, --fp16_allreduce,
---precision, --log_freq, --keep_checkpoint_max, --seed, --phase2), on a Keras 3 model and a
-custom tf.function loop (training.py). No Estimator.
+--precision, --log_freq, --keep_checkpoint_max, --seed), on a Keras 3 model and a custom
+tf.function loop (bert/training.py). No Estimator.
 
 Single process:
   python run_pretraining.py --bert_config_file=configs/bert_tiny.json \
@@ -11,7 +11,7 @@ Single process:
 Two ranks (Gloo or MPI underneath):
   horovodrun -np 2 python run_pretraining.py --use_horovod=True ...
 
-Beyond Google's script (pretraining_sources.py):
+Beyond Google's script (bert/pretraining_sources.py):
   --only_mlm_loss      masked LM only: no next-sentence head or loss (NSP labels in the data
                        are ignored; the exported checkpoint has no cls/seq_relationship).
   --dynamic_masking    --input_file holds unmasked instances (create_pretraining_data.py
@@ -28,11 +28,9 @@ The learning rate is never scaled by the number of ranks: the log states the glo
 import json
 import os
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 
-import common_flags
+from bert import files, flag_blocks, run_setup
 
 FLAGS = flags.FLAGS
 
@@ -49,21 +47,19 @@ def define_flags():
                        "Maximum masked LM predictions per sequence (must match the data).")
   flags.DEFINE_bool("do_train", False, "Whether to run training.")
   flags.DEFINE_bool("do_eval", False, "Whether to run eval on the dev set.")
-  flags.DEFINE_integer("train_batch_size", 32, "Sequences per batch per rank (micro-batch).")
-  flags.DEFINE_integer("eval_batch_size", 8, "Total batch size for eval.")
+  flags.DEFINE_integer("train_batch_size", 32, "Sequences per batch per rank (micro-batch).",
+                       lower_bound=1)
+  flags.DEFINE_integer("eval_batch_size", 8, "Total batch size for eval.", lower_bound=1)
   flags.DEFINE_float("learning_rate", 5e-5, "The initial learning rate (never scaled).")
-  flags.DEFINE_integer("num_train_steps", 100000, "Number of optimizer steps.")
-  flags.DEFINE_integer("num_warmup_steps", 10000, "Number of warmup steps.")
-  flags.DEFINE_integer("save_checkpoints_steps", 1000, "How often to save a checkpoint.")
+  flags.DEFINE_integer("num_train_steps", 100000, "Number of optimizer steps.", lower_bound=0)
+  flags.DEFINE_integer("num_warmup_steps", 10000, "Number of warmup steps.", lower_bound=0)
+  flags.DEFINE_integer("save_checkpoints_steps", 1000, "How often to save a checkpoint.",
+                       lower_bound=1)
   flags.DEFINE_integer("max_eval_steps", 100, "Maximum number of eval steps.")
   # The ROCm fork's and NVIDIA's training block, --iterations_per_loop and
   # --strict_init_checkpoint: the same flags as the fine-tuning scripts'.
-  common_flags.define_training_flags()
-  flags.adopt_module_key_flags(common_flags)  # so --help lists them as this script's
-  # NVIDIA's.
-  flags.DEFINE_bool("phase2", False,
-                    "Second phase (e.g. seq 512): start from --init_checkpoint's weights with a "
-                    "fresh optimizer and step, as NVIDIA's recipe does.")
+  flag_blocks.define_training_flags()
+  flags.adopt_module_key_flags(flag_blocks)  # so --help lists them as this script's
   # Ours.
   flags.DEFINE_bool("shuffle_input", True,
                     "Shuffle files and records (False: files in order, for exact comparisons).")
@@ -86,7 +82,8 @@ def define_flags():
   flags.DEFINE_bool("do_lower_case", True, "Lower-case --input_text_file (uncased models).")
   flags.DEFINE_bool("do_whole_word_mask", False,
                     "Mask whole words rather than single WordPieces (masking while training).")
-  flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability (masking while training).")
+  flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability (masking while training).",
+                     lower_bound=0.0, upper_bound=1.0)
   flags.DEFINE_float("short_seq_prob", 0.1, "Probability of instances shorter than the maximum "
                      "length (--input_text_file).")
   flags.DEFINE_integer("chunk_bytes", 1 << 18,
@@ -97,14 +94,7 @@ def define_flags():
 def validate_flags(config):
   if not FLAGS.do_train and not FLAGS.do_eval:
     raise app.UsageError("At least one of --do_train or --do_eval must be True.")
-  if FLAGS.max_seq_length > config.max_position_embeddings:
-    raise app.UsageError(
-        f"--max_seq_length={FLAGS.max_seq_length} is above the model's "
-        f"max_position_embeddings={config.max_position_embeddings} ({FLAGS.bert_config_file})")
-  if FLAGS.phase2 and not FLAGS.init_checkpoint:
-    raise app.UsageError("--phase2 starts from the phase-1 weights: give --init_checkpoint")
-  if FLAGS.num_accumulation_steps < 1:
-    raise app.UsageError("--num_accumulation_steps must be >= 1")
+  config.check_seq_length(FLAGS.max_seq_length, FLAGS.bert_config_file)
   masks_while_training = FLAGS.dynamic_masking or FLAGS.input_text_file
   if masks_while_training and not (FLAGS.vocab_file or FLAGS.spm_model_file):
     option = "--input_text_file" if FLAGS.input_text_file else "--dynamic_masking"
@@ -120,7 +110,7 @@ def validate_flags(config):
 
 
 def pretraining_loss_fn(model, features, training):
-  import modeling  # pylint: disable=import-outside-toplevel
+  import modeling
   return modeling.pretraining_losses(model(features, training=training), features)
 
 
@@ -129,33 +119,35 @@ class InputSource:
   while training (--dynamic_masking), or raw text (--input_text_file)."""
 
   def __init__(self, config):
-    import input_pipeline  # pylint: disable=import-outside-toplevel
-    import pretraining_data_lib  # pylint: disable=import-outside-toplevel
-    import pretraining_sources  # pylint: disable=import-outside-toplevel
-    self._input_pipeline = input_pipeline
+    from bert import (
+      pretraining_data,
+      pretraining_input,
+      pretraining_sources,
+    )
+    self._input_pipeline = pretraining_input
     self._sources = pretraining_sources
     self.vocab_size = config.vocab_size
     self.masking = None
     if FLAGS.dynamic_masking or FLAGS.input_text_file:
-      tokenizer, vocab, vocab_source = pretraining_data_lib.load_tokenizer_and_vocab(
+      tokenizer, vocab, vocab_source = pretraining_data.load_tokenizer_and_vocab(
           FLAGS.vocab_file, FLAGS.spm_model_file, FLAGS.do_lower_case)
       if len(vocab) > config.vocab_size:
         raise ValueError(f"{vocab_source} has {len(vocab)} tokens, but the model's vocab_size "
                          f"is {config.vocab_size} ({FLAGS.bert_config_file})")
-      self.masking = pretraining_data_lib.masking_config(
+      self.masking = pretraining_data.masking_config(
           vocab, vocab_source, FLAGS.masked_lm_prob, FLAGS.max_predictions_per_seq,
           FLAGS.do_whole_word_mask, is_sentencepiece=bool(FLAGS.spm_model_file))
     if FLAGS.input_text_file:
       self.text = pretraining_sources.TextSource(
-          files=tuple(input_pipeline.expand_input_files(FLAGS.input_text_file,
+          files=tuple(files.expand_input_files(FLAGS.input_text_file,
                                                         "--input_text_file")),
           tokenizer=tokenizer, cls_id=self.masking.cls_id, sep_id=self.masking.sep_id,
           max_seq_length=FLAGS.max_seq_length, short_seq_prob=FLAGS.short_seq_prob,
           chunk_bytes=FLAGS.chunk_bytes)
     else:
       self.text = None
-      self.files = input_pipeline.expand_input_files(FLAGS.input_file)
-      input_pipeline.check_pretraining_files(
+      self.files = files.expand_input_files(FLAGS.input_file)
+      pretraining_input.check_pretraining_files(
           self.files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, config.vocab_size,
           masked=not FLAGS.dynamic_masking)
 
@@ -166,7 +158,7 @@ class InputSource:
         ", masked while training" if FLAGS.dynamic_masking else "")
 
   def dataset(self, batch_size, is_training, rank=0, num_ranks=1):
-    """Batches of Google's pre-training features for one rank (see input_pipeline)."""
+    """Batches of Google's pre-training features for one rank (see pretraining_input)."""
     if self.text is not None:
       return self._sources.text_dataset(
           self.text, self.masking, batch_size, is_training, rank=rank, num_ranks=num_ranks,
@@ -180,31 +172,34 @@ class InputSource:
     return dataset
 
 
-def main(_):
-  import checkpoints  # pylint: disable=import-outside-toplevel
-  import modeling  # pylint: disable=import-outside-toplevel
-  import training  # pylint: disable=import-outside-toplevel
+def main(_, callbacks=()):
+  """Runs the flags' pre-training; callbacks: training.Callback hooks for the Trainer."""
+  import modeling
+  from bert import (
+    checkpoints,
+    training,
+  )
 
   config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
   validate_flags(config)
-  world, precision = common_flags.start_run()
+  options = flag_blocks.options_from_flags(run_setup.TrainingOptions, FLAGS)
+  world, precision = run_setup.start_run(options)
 
   source = InputSource(config)
   model = modeling.BertPretrainingModel(config, use_next_sentence=not FLAGS.only_mlm_loss)
-  trainer = common_flags.build_trainer(model, pretraining_loss_fn, world, precision,
-                                       FLAGS.num_train_steps, FLAGS.num_warmup_steps,
-                                       FLAGS.train_batch_size, FLAGS.max_seq_length)
+  trainer = run_setup.build_trainer(model, pretraining_loss_fn, world, precision, options,
+                                    FLAGS.num_train_steps, FLAGS.num_warmup_steps,
+                                    callbacks=callbacks)
 
   def init_weights():
     if FLAGS.init_checkpoint:
       checkpoints.init_from_checkpoint(model, FLAGS.init_checkpoint,
                                        strict=FLAGS.strict_init_checkpoint)
-      logging.info("%s from %s%s", "Phase 2: weights" if FLAGS.phase2 else "Weights",
-                   FLAGS.init_checkpoint, ", fresh optimizer and step" if FLAGS.phase2 else "")
+      logging.info("Weights from %s", FLAGS.init_checkpoint)
   step = trainer.restore_or_initialize(init_weights)
 
   if FLAGS.do_train:
-    global_batch = FLAGS.train_batch_size * world.size * FLAGS.num_accumulation_steps
+    global_batch = options.global_batch_size(world.size)
     logging.info(
         "***** Training: %d ranks x %d sequences x %d accumulation steps = global batch %d; "
         "learning rate %g (not scaled), %s, precision %s%s; steps %d -> %d; %s%s *****",
@@ -222,13 +217,17 @@ def main(_):
     results = trainer.evaluate(dataset, FLAGS.max_eval_steps)
     results["global_step"] = int(trainer.step.numpy())
     path = os.path.join(FLAGS.output_dir, "eval_results.txt")
-    training.write_results(path, results)
+    files.write_results(path, results)
     logging.info("***** Eval results (%s) *****\n%s", path, json.dumps(results, indent=1))
   world.barrier()
 
 
-if __name__ == "__main__":
-  define_flags()
+def mark_required_flags():
   flags.mark_flags_as_required(["bert_config_file", "output_dir"])
   flags.mark_flags_as_mutual_exclusive(["input_file", "input_text_file"], required=True)
+
+
+if __name__ == "__main__":
+  define_flags()
+  mark_required_flags()
   app.run(main)

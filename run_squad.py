@@ -1,7 +1,7 @@
 """Fine-tunes BERT for SQuAD v1.1 / v2.0 question answering and writes Google's outputs.
 
-Google's flags, preprocessing (squad_lib.py) and postprocessing (squad_postprocess.py), on
-the shared Keras 3 loop (training.py) with Horovod:
+Google's flags, preprocessing (bert/squad_data.py) and postprocessing
+(bert/squad_predictions.py), on the shared Keras 3 loop (bert/training.py) with Horovod:
 
   python run_squad.py --vocab_file=uncased_L-12_H-768_A-12/vocab.txt \
     --bert_config_file=uncased_L-12_H-768_A-12/bert_config.json \
@@ -21,13 +21,10 @@ import json
 import os
 import random
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 
-import common_flags
-import finetuning
-import squad_lib
+import tokenization
+from bert import finetuning, flag_blocks, run_setup, squad_data, squad_predictions, task_models
 
 FLAGS = flags.FLAGS
 
@@ -46,7 +43,8 @@ def define_flags():
                        "Questions longer than this will be truncated to this length.")
   flags.DEFINE_bool("do_train", False, "Whether to run training.")
   flags.DEFINE_bool("do_predict", False, "Whether to run eval on the dev set.")
-  flags.DEFINE_integer("train_batch_size", 32, "Batch size per rank for training.")
+  flags.DEFINE_integer("train_batch_size", 32, "Batch size per rank for training.",
+                       lower_bound=1)
   flags.DEFINE_integer("predict_batch_size", 8, "Total batch size for predictions.")
   flags.DEFINE_integer("n_best_size", 20, "The total number of n-best predictions to generate "
                        "in the nbest_predictions.json output file.")
@@ -59,8 +57,8 @@ def define_flags():
                     "some that do not have an answer.")
   flags.DEFINE_float("null_score_diff_threshold", 0.0, "If null_score - best_non_null is "
                      "greater than the threshold predict null.")
-  common_flags.define_tokenizer_flags()
-  finetuning.define_finetuning_flags()
+  flag_blocks.define_tokenizer_flags()
+  flag_blocks.define_finetuning_flags()
 
 
 def validate_flags():
@@ -77,16 +75,16 @@ def validate_flags():
 
 def make_features(examples, tokenizer, is_training: bool):
   """(InputFeatures of every window, their arrays for the model)."""
-  features = list(squad_lib.convert_examples_to_features(
+  features = list(squad_data.convert_examples_to_features(
       examples, tokenizer, FLAGS.max_seq_length, FLAGS.doc_stride, FLAGS.max_query_length,
       is_training=is_training))
-  return features, squad_lib.features_to_arrays(features, is_training)
+  return features, squad_data.features_to_arrays(features, is_training)
 
 
 def predict_and_write(model, tokenizer) -> dict:
   """Predicts --predict_file, writes Google's output files and, when the file carries
   answers, the official scores (eval_results.json). Returns the scores ({} without)."""
-  examples, _ = squad_lib.read_squad_examples(FLAGS.predict_file, is_training=False,
+  examples, _ = squad_data.read_squad_examples(FLAGS.predict_file, is_training=False,
                                               version_2_with_negative=
                                               FLAGS.version_2_with_negative)
   features, arrays = make_features(examples, tokenizer, is_training=False)
@@ -95,19 +93,19 @@ def predict_and_write(model, tokenizer) -> dict:
   results, position = [], 0
   for outputs in finetuning.predict(model, arrays, FLAGS.predict_batch_size, FLAGS.use_xla):
     for start_logits, end_logits in zip(outputs["start_logits"], outputs["end_logits"]):
-      results.append(squad_lib.RawResult(unique_id=int(arrays["unique_ids"][position]),
+      results.append(squad_predictions.RawResult(unique_id=int(arrays["unique_ids"][position]),
                                          start_logits=start_logits, end_logits=end_logits))
       position += 1
   out = FLAGS.output_dir
-  predictions, _, scores_diff = squad_lib.write_predictions(
+  predictions, _, scores_diff = squad_predictions.write_predictions(
       examples, features, results, FLAGS.n_best_size, FLAGS.max_answer_length,
       FLAGS.do_lower_case, os.path.join(out, "predictions.json"),
       os.path.join(out, "nbest_predictions.json"), os.path.join(out, "null_odds.json"),
       FLAGS.version_2_with_negative, FLAGS.null_score_diff_threshold, FLAGS.verbose_logging)
-  dataset = squad_lib.load_squad_json(FLAGS.predict_file)
-  if not squad_lib.dataset_has_answers(dataset):
+  dataset = squad_data.load_squad_json(FLAGS.predict_file)
+  if not squad_predictions.dataset_has_answers(dataset):
     return {}
-  scores = squad_lib.evaluate_predictions(
+  scores = squad_predictions.evaluate_predictions(
       dataset, predictions, na_probs=scores_diff if FLAGS.version_2_with_negative else None)
   path = os.path.join(out, "eval_results.json")
   with open(path, "w", encoding="utf-8") as f:
@@ -118,10 +116,11 @@ def predict_and_write(model, tokenizer) -> dict:
 
 def main(_):
   validate_flags()
-  tokenizer = finetuning.create_tokenizer()
+  tokenizer = tokenization.create_tokenizer(FLAGS.vocab_file, FLAGS.spm_model_file,
+                                            FLAGS.do_lower_case, FLAGS.init_checkpoint)
   train_examples = []
   if FLAGS.do_train:
-    train_examples, num_skipped = squad_lib.read_squad_examples(
+    train_examples, num_skipped = squad_data.read_squad_examples(
         FLAGS.train_file, is_training=True,
         version_2_with_negative=FLAGS.version_2_with_negative)
     if num_skipped:
@@ -130,18 +129,20 @@ def main(_):
     # Google's fixed shuffle of the examples before windowing.
     random.Random(12345).shuffle(train_examples)
 
-  config, world, precision = finetuning.setup(FLAGS.max_seq_length)
-  model = finetuning.BertSquad(config)
-  trainer = finetuning.make_trainer(model, finetuning.squad_loss_fn, finetuning.SQUAD_HEAD,
-                                    world, precision,
-                                    len(train_examples) if FLAGS.do_train else None)
+  options = flag_blocks.options_from_flags(run_setup.TrainingOptions, FLAGS)
+  config, world, precision = finetuning.setup(FLAGS.bert_config_file, options)
+  model = task_models.BertSquad(config)
+  trainer = finetuning.make_trainer(
+      model, task_models.squad_loss_fn, task_models.SQUAD_HEAD, world, precision, options,
+      len(train_examples) if FLAGS.do_train else None, FLAGS.num_train_epochs,
+      FLAGS.warmup_proportion)
 
   if FLAGS.do_train:
     features, arrays = make_features(train_examples, tokenizer, is_training=True)
     logging.info("%d training examples -> %d windows", len(train_examples), len(features))
     del features
     inputs = ("input_ids", "input_mask", "segment_ids", "start_positions", "end_positions")
-    finetuning.train(trainer, {k: arrays[k] for k in inputs}, world, FLAGS.train_batch_size)
+    finetuning.train(trainer, {k: arrays[k] for k in inputs}, world, options)
     trainer.export_tf1(config)
 
   if FLAGS.do_predict and world.is_chief:

@@ -5,15 +5,16 @@ WordpieceTokenizer, load_vocab, ...) so scripts written against it run unchanged
 
 * `FullTokenizer.tokenize_to_ids(texts)` / `tokenize_to_id_arrays(texts)`: the batch path for
   bulk work. A C extension (native/wordpiece.c) applies Google's algorithm character by
-  character from tables this module computes (`_normalized_char`), and returns ids identical
+  character from tables this module computes (`normalized_char`), and returns ids identical
   to `convert_tokens_to_ids(tokenize(text))` for every text: the rare texts whose result
-  depends on context (`_depends_on_context`) take the Python path. Without the extension built,
+  depends on context (`depends_on_context`) take the Python path. Without the extension built,
   the batch path is the Python path, with a warning.
-* `FullTokenizer.tf_tokenizer()`: the tokenizer in-graph (tensorflow-text), a `tf.Module`
-  usable inside tf.data or a SavedModel (string tensor in, ragged int64 ids out). This module
-  imports TensorFlow only then.
 * `SentencePieceTokenizer(model_file)`: the same interface over a sentencepiece model.
+* `Tokenizer`: that interface, which both satisfy and the data modules take.
 * `create_tokenizer(vocab_file, spm_model_file, do_lower_case)`: picks one of the two.
+
+This module never imports TensorFlow. The same tokenizers in-graph (tensorflow-text, for
+tf.data and SavedModels) are bert/graph_tokenizer.py's `for_tokenizer(tokenizer)`.
 """
 
 import collections
@@ -25,6 +26,7 @@ import os
 import re
 import unicodedata
 import warnings
+from typing import Protocol
 
 import numpy as np
 
@@ -91,7 +93,7 @@ def load_vocab(vocab_file):
   unreachable and the file ambiguous).
   """
   vocab = collections.OrderedDict()
-  with open(vocab_file, "r", encoding="utf-8") as reader:
+  with open(vocab_file, encoding="utf-8") as reader:
     for index, line in enumerate(reader):
       token = line.strip()
       if token in vocab and token:
@@ -154,21 +156,21 @@ def _cleaned_char(char):
 
 # The CJK Unified Ideographs blocks Google's BERT splits character by character. Hangul,
 # Hiragana and Katakana are deliberately absent: they are written with spaces.
-_CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
                (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 
 
-def _is_chinese_char(cp):
-  return any(low <= cp <= high for low, high in _CJK_RANGES)
+def is_chinese_char(cp):
+  return any(low <= cp <= high for low, high in CJK_RANGES)
 
 
-def _normalized_char(char, do_lower_case):
+def normalized_char(char, do_lower_case):
   """Google's BasicTokenizer applied to one character on its own, with token breaks as spaces.
 
   Every step of Google's algorithm is per character except the context-dependent ones that
-  `_depends_on_context` lists, so joining these strings and splitting on spaces reproduces
+  `depends_on_context` lists, so joining these strings and splitting on spaces reproduces
   BasicTokenizer.tokenize for any text without those characters. The fast paths (the C
-  extension and tokenization_tf) are built on this function.
+  extension and graph_tokenizer) are built on this function.
   """
   cleaned = _cleaned_char(char)
   if cleaned != char:
@@ -180,10 +182,10 @@ def _normalized_char(char, do_lower_case):
   # str.split() also breaks on U+2028/U+2029 (Zl/Zp), which Google's cleaning keeps.
   text = "".join(f" {c} " if _is_punctuation(c) else (" " if c.isspace() else c) for c in text)
   # CJK splitting happens before lower-casing, on the original character.
-  return f" {text} " if _is_chinese_char(ord(char)) else text
+  return f" {text} " if is_chinese_char(ord(char)) else text
 
 
-def _is_reordering_mark(char):
+def is_reordering_mark(char):
   """True if NFD(char) holds a combining mark that survives accent stripping (not Mn).
 
   Canonical reordering can move such marks past each other, which a per-character table
@@ -195,13 +197,13 @@ def _is_reordering_mark(char):
              for c in unicodedata.normalize("NFD", char))
 
 
-def _depends_on_context(char, do_lower_case):
+def depends_on_context(char, do_lower_case):
   """True where Google's result for `char` depends on its neighbours, so that only the Python
   path is exact: a capital sigma (str.lower() picks the final form by context) and reordering
   marks when lower-casing; lone surrogates (no UTF-8 form) always."""
   if 0xD800 <= ord(char) <= 0xDFFF:
     return True
-  return do_lower_case and (char == "\u03a3" or _is_reordering_mark(char))
+  return do_lower_case and (char == "\u03a3" or is_reordering_mark(char))
 
 
 class BasicTokenizer:
@@ -214,7 +216,6 @@ class BasicTokenizer:
   def __init__(self, do_lower_case=True):
     self.do_lower_case = do_lower_case
     self._clean_char = {}  # char -> "" (dropped), " " (whitespace) or the char itself.
-    self._split_char = {}  # char -> True when it becomes its own token (CJK or punctuation).
 
   def tokenize(self, text):
     """Returns the list of basic tokens (str) of `text`."""
@@ -254,7 +255,7 @@ class BasicTokenizer:
     """Surrounds each CJK ideograph with spaces."""
     if text.isascii():
       return text
-    return "".join(f" {c} " if _is_chinese_char(ord(c)) else c for c in text)
+    return "".join(f" {c} " if is_chinese_char(ord(c)) else c for c in text)
 
   def _clean_text(self, text):
     """Drops NUL, U+FFFD and control characters; turns whitespace into a plain space."""
@@ -315,8 +316,7 @@ class FullTokenizer:
   """End-to-end WordPiece tokenization: BasicTokenizer then WordpieceTokenizer (Google's API).
 
   `tokenize` is the exact Python reference; `tokenize_to_ids` and `tokenize_to_id_arrays` are
-  the fast batch path (C, native/wordpiece.c) with identical ids, and `tf_tokenizer()` the
-  in-graph tokenizer for tf.data and SavedModels.
+  the fast batch path (C, native/wordpiece.c) with identical ids.
   """
 
   _warned_no_native = False  # Warn once per process that the C tokenizer is missing.
@@ -328,7 +328,6 @@ class FullTokenizer:
     self.inv_vocab = {index: token for token, index in self.vocab.items()}
     self.basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case)
     self.wordpiece_tokenizer = WordpieceTokenizer(vocab=self.vocab)
-    self._tf_module = None
     self._native = None
 
   def tokenize(self, text):
@@ -343,24 +342,6 @@ class FullTokenizer:
 
   def convert_ids_to_tokens(self, ids):
     return convert_by_vocab(self.inv_vocab, ids)
-
-  def tf_tokenizer(self):
-    """Returns the tokenizer as a `tf.Module`: string tensor [batch] -> ragged int64 [batch, None].
-
-    Usable inside tf.data and as part of a SavedModel (tensorflow-text in-graph). See
-    tokenization_tf.FastWordpieceIds for the (tiny) class of strings on which it can differ
-    from `tokenize`.
-    """
-    if self._tf_module is None:
-      unk_token = self.wordpiece_tokenizer.unk_token
-      if unk_token not in self.vocab:
-        raise ValueError(f"{self.vocab_file}: the unknown token {unk_token!r} is not in the "
-                         "vocabulary; the in-graph tokenizer needs it.")
-      import tokenization_tf  # pylint: disable=import-outside-toplevel
-      self._tf_module = tokenization_tf.FastWordpieceIds(
-          _vocab_list(self.vocab), do_lower_case=self.do_lower_case, unk_token=unk_token,
-          max_input_chars_per_word=self.wordpiece_tokenizer.max_input_chars_per_word)
-    return self._tf_module
 
   def tokenize_to_ids(self, texts, batch_size=4096, num_threads=None):
     """Fast batch path: `[convert_tokens_to_ids(tokenize(t)) for t in texts]`, same ids.
@@ -426,9 +407,9 @@ class FullTokenizer:
 
       def normalize_char(cp):
         char = chr(cp)
-        if _depends_on_context(char, do_lower_case):
+        if depends_on_context(char, do_lower_case):
           return None
-        return _normalized_char(char, do_lower_case)
+        return normalized_char(char, do_lower_case)
 
       wordpiece = self.wordpiece_tokenizer
       self._native = _wordpiece.WordPiece(
@@ -447,7 +428,7 @@ def _tokens_by_id(vocab):
   return tokens
 
 
-def _vocab_list(vocab):
+def vocab_list(vocab):
   """Returns the tokens of `vocab` ordered by id, for tensorflow-text.
 
   Ids without a usable token (blank lines in the file) get a placeholder with spaces, which no
@@ -487,14 +468,14 @@ class SentencePieceTokenizer:
   """
 
   def __init__(self, model_file, do_lower_case=False):
-    import sentencepiece  # pylint: disable=import-outside-toplevel
+    import sentencepiece
     self.model_file = model_file
     self.do_lower_case = do_lower_case
     with open(model_file, "rb") as f:
-      self._model_proto = f.read()
+      self.model_proto = f.read()
     self.sp_model = sentencepiece.SentencePieceProcessor()
     try:
-      self.sp_model.LoadFromSerializedProto(self._model_proto)
+      self.sp_model.LoadFromSerializedProto(self.model_proto)
     except RuntimeError as e:
       raise ValueError(f"{model_file}: not a sentencepiece model ({e}).") from e
     size = self.sp_model.get_piece_size()
@@ -509,7 +490,6 @@ class SentencePieceTokenizer:
       raise ValueError(f"{model_file}: the sentencepiece model lacks the special tokens "
                        f"{missing} (it needs a pad and an unk id and the pieces [CLS], [SEP], "
                        "[MASK]); learn one with learn_vocab.py --model_type=sentencepiece.")
-    self._tf_module = None
 
   @staticmethod
   def lower_case_keeping_special_tokens(text):
@@ -539,19 +519,38 @@ class SentencePieceTokenizer:
     """(ids int32 [total], counts int64 [len(texts)]), as FullTokenizer.tokenize_to_id_arrays."""
     return _ids_to_arrays(self.tokenize_to_ids(texts))
 
-  def tf_tokenizer(self):
-    """Returns a `tf.Module`: string [batch] -> ragged int64 ids [batch, None].
 
-    With do_lower_case, lower-casing runs in-graph with ICU (tf.strings.lower), which agrees
-    with Python's str.lower() except on context-dependent cases such as a final capital sigma.
-    """
-    if self._tf_module is None:
-      import tokenization_tf  # pylint: disable=import-outside-toplevel
-      self._tf_module = tokenization_tf.SentencePieceIds(self._model_proto, self.do_lower_case)
-    return self._tf_module
+class Tokenizer(Protocol):
+  """What FullTokenizer and SentencePieceTokenizer both offer, and the data modules use."""
 
-def create_tokenizer(vocab_file=None, spm_model_file=None, do_lower_case=True):
-  """Returns a FullTokenizer (WordPiece `vocab_file`) or a SentencePieceTokenizer."""
+  do_lower_case: bool
+  vocab: dict  # token -> id
+  inv_vocab: dict  # id -> token
+
+  def tokenize(self, text: str) -> list[str]:
+    """The tokens of one text."""
+
+  def convert_tokens_to_ids(self, tokens: list[str]) -> list[int]:
+    """Ids of tokens."""
+
+  def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
+    """Tokens of ids."""
+
+  def tokenize_to_ids(self, texts: list[str]) -> list[list[int]]:
+    """The batch path: convert_tokens_to_ids(tokenize(text)) of each text, same ids."""
+
+  def tokenize_to_id_arrays(self, texts: list[str]):
+    """(ids int32 [total], counts int64 [len(texts)]): tokenize_to_ids, flat."""
+
+
+def create_tokenizer(vocab_file=None, spm_model_file=None, do_lower_case=True,
+                     init_checkpoint=None):
+  """Returns a FullTokenizer (WordPiece `vocab_file`) or a SentencePieceTokenizer.
+
+  With init_checkpoint, first checks do_lower_case against the name of a known Google
+  checkpoint (validate_case_matches_checkpoint).
+  """
+  validate_case_matches_checkpoint(do_lower_case, init_checkpoint)
   if bool(vocab_file) == bool(spm_model_file):
     raise ValueError("Pass exactly one of vocab_file (WordPiece vocab.txt) and spm_model_file "
                      f"(sentencepiece model); got vocab_file={vocab_file!r}, "

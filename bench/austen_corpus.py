@@ -17,7 +17,8 @@ def austen_documents() -> list[list[str]]:
   """Chapters of all six novels, each a list of sentences."""
   documents = []
   for path in sorted(AUSTEN_DIR.glob("*.txt.gz")):
-    text = gzip.open(path, "rt", encoding="utf-8").read().replace("\r\n", "\n")
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+      text = f.read().replace("\r\n", "\n")
     for chapter in _CHAPTER.split(text)[2::2]:
       sentences = []
       for paragraph in re.split(r"\n\s*\n", chapter):

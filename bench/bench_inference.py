@@ -17,21 +17,18 @@ Needs bench/requirements.txt (torch CPU, transformers); never a runtime dependen
 import argparse
 import os
 import pathlib
-import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import common  # pylint: disable=wrong-import-position
+import common
 
 BATCH, SEQ = 8, 128
 
 
 def make_batch(config, seed=0):
   """Random ids, all-ones mask, two segments: int32 numpy arrays [BATCH, SEQ]."""
-  import numpy as np  # pylint: disable=import-outside-toplevel
+  import numpy as np
   rng = np.random.default_rng(seed)
   return {
       "input_ids": rng.integers(1000, config.vocab_size, (BATCH, SEQ), dtype=np.int32),
@@ -43,7 +40,7 @@ def make_batch(config, seed=0):
 
 def build_ours(model, batch, use_xla):
   """Returns run_one_batch(): our encoder's sequence and pooled outputs, read to the host."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
 
   inputs = {k: tf.constant(v) for k, v in batch.items()}
 
@@ -62,8 +59,8 @@ def build_ours(model, batch, use_xla):
 
 def build_hf(config, batch):
   """Returns (run_one_batch, transformers version) for BertModel under inference_mode."""
-  import torch  # pylint: disable=import-outside-toplevel
-  import transformers  # pylint: disable=import-outside-toplevel
+  import torch
+  import transformers
 
   hf_config = transformers.BertConfig(**{**config.to_hf_dict(), "hidden_act": "gelu_new"})
   torch.manual_seed(0)
@@ -89,7 +86,7 @@ def main():
   common.add_model_arguments(parser)
   args = parser.parse_args()
   config = common.load_model_config(args)
-  import modeling  # pylint: disable=import-outside-toplevel
+  import modeling
   batch = make_batch(config)
   print(f"BERT {args.config}: inference, batch {BATCH}, seq {SEQ}, fp32, sequence + pooled "
         f"outputs, {args.threads} threads; {common.load_report()}", flush=True)

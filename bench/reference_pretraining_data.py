@@ -24,7 +24,7 @@ def read_documents(input_files, tokenizer) -> list[list[list[str]]]:
   """One sentence per line, blank lines between documents -> documents of token lists."""
   all_documents = [[]]
   for input_file in input_files:
-    with open(input_file, "r", encoding="utf-8") as reader:
+    with open(input_file, encoding="utf-8") as reader:
       for line in reader:
         line = line.strip()
         if not line:
@@ -154,9 +154,12 @@ def truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng):
 def write_instances(instances, tokenizer, max_seq_length, max_predictions_per_seq,
                     output_files) -> int:
   """Google's write_instance_to_example_files: tf.train.Example per instance, round-robin."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf
   writers = [tf.io.TFRecordWriter(path) for path in output_files]
-  int_feature = lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=list(v)))
+
+  def int_feature(values):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
+
   writer_index = 0
   for instance in instances:
     input_ids = tokenizer.convert_tokens_to_ids(instance.tokens)
@@ -193,7 +196,7 @@ def run(input_files, output_files, vocab_file, do_lower_case=True, max_seq_lengt
         max_predictions_per_seq=20, random_seed=12345, dupe_factor=10, masked_lm_prob=0.15,
         short_seq_prob=0.1, do_whole_word_mask=False) -> int:
   """The whole script: returns the number of instances written."""
-  import tokenization  # pylint: disable=import-outside-toplevel
+  import tokenization
   tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=do_lower_case)
   rng = random.Random(random_seed)
   documents = read_documents(input_files, tokenizer)

@@ -97,8 +97,7 @@ def main(argv=None) -> int:
     rows.append(table_row(name, values))
   gemm = None
   if args.gemm:
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import common  # pylint: disable=import-outside-toplevel
+    import common  # bench/ is this script's folder
     gemm, _ = common.measure_matmul_peak_gflops()
   print(markdown(rows, machine_line(gemm)))
   return 1 if failed else 0

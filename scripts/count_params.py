@@ -9,10 +9,9 @@ import glob
 import os
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+import modeling
 
-import modeling  # pylint: disable=wrong-import-position
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Google's names for the sizes (the compact models of google-research/bert's README).
 DISPLAY_NAMES = {"bert_tiny": "BERT-Tiny", "bert_mini": "BERT-Mini", "bert_small": "BERT-Small",

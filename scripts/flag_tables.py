@@ -29,7 +29,8 @@ for module_name, module_flags in flags.FLAGS.flags_by_module_dict().items():
     if module_name.startswith(own) or "site-packages" in module_name:
         continue
     for flag in module_flags:
-        default = "" if flag.default is None else repr(flag.default) if isinstance(flag.default, str) else str(flag.default)
+        default = ("" if flag.default is None else repr(flag.default)
+                   if isinstance(flag.default, str) else str(flag.default))
         help_text = " ".join((flag.help or "").split()).replace("|", "\\|")
         rows.append((flag.name, default, help_text))
 print("| flag | default | meaning |")

@@ -15,22 +15,28 @@ one core, 40x faster than pysbd, which matters on corpora of many GB.
 Example:
   python scripts/prepare_corpus.py --input='books/*.txt' --output=corpus.txt
 """
-import glob
 import gzip
 import re
 import sys
 
-from absl import app
-from absl import flags
 import blingfire
+from absl import app, flags
+
+from bert import files
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("input", None, "Comma-separated list of globs of raw text files (.txt or .txt.gz).")
-flags.DEFINE_string("output", None, "Output file: one sentence per line, blank line between documents.")
-flags.DEFINE_string("chapter_pattern", r"(?i)^\s*chapter\s+[ivxlcdm\d]+\.?\s*$",
-                    "Regex (per line) that starts a new document.")
-flags.DEFINE_integer("max_bytes", 0, "Stop after this many output bytes, at a document boundary (0: no limit).")
-flags.DEFINE_integer("min_sentences", 2, "Drop documents with fewer sentences than this.")
+
+
+def define_flags():
+  flags.DEFINE_string("input", None,
+                      "Comma-separated list of globs of raw text files (.txt or .txt.gz).")
+  flags.DEFINE_string("output", None,
+                      "Output file: one sentence per line, blank line between documents.")
+  flags.DEFINE_string("chapter_pattern", r"(?i)^\s*chapter\s+[ivxlcdm\d]+\.?\s*$",
+                      "Regex (per line) that starts a new document.")
+  flags.DEFINE_integer("max_bytes", 0, "Stop after this many output bytes, at a document "
+                       "boundary (0: no limit).")
+  flags.DEFINE_integer("min_sentences", 2, "Drop documents with fewer sentences than this.")
 
 _EMPHASIS = re.compile(r"(?<!\w)_(\S(?:.*?\S)?)_(?!\w)")  # Gutenberg's _italics_
 _HEADING = re.compile(r"^[^a-z]{1,60}$")  # short lines with no lower-case letter
@@ -72,18 +78,9 @@ def split_chapters(text: str, chapter_pattern: re.Pattern) -> list[list[str]]:
 def to_sentences(paragraphs: list[str]) -> list[str]:
   sentences = []
   for paragraph in paragraphs:
-    sentences.extend(s.strip() for s in blingfire.text_to_sentences(paragraph).split("\n") if s.strip())
+    sentences.extend(s.strip() for s in blingfire.text_to_sentences(paragraph).split("\n")
+                     if s.strip())
   return sentences
-
-
-def expand_globs(patterns: str) -> list[str]:
-  paths = []
-  for pattern in patterns.split(","):
-    matches = sorted(glob.glob(pattern))
-    if not matches:
-      raise FileNotFoundError(f"--input pattern matched no file: {pattern}")
-    paths.extend(matches)
-  return paths
 
 
 def documents(paths: list[str], chapter_pattern: re.Pattern, min_sentences: int):
@@ -98,8 +95,8 @@ def documents(paths: list[str], chapter_pattern: re.Pattern, min_sentences: int)
 def main(_):
   written = num_documents = num_sentences = 0
   with open(FLAGS.output, "w", encoding="utf-8") as out:
-    for sentences in documents(expand_globs(FLAGS.input), re.compile(FLAGS.chapter_pattern),
-                               FLAGS.min_sentences):
+    paths = files.expand_input_files(FLAGS.input, "--input")
+    for sentences in documents(paths, re.compile(FLAGS.chapter_pattern), FLAGS.min_sentences):
       block = "\n".join(sentences) + "\n\n"
       size = len(block.encode("utf-8"))
       if FLAGS.max_bytes and written + size > FLAGS.max_bytes:
@@ -108,10 +105,11 @@ def main(_):
       written += size
       num_documents += 1
       num_sentences += len(sentences)
-  print(f"wrote {FLAGS.output}: {num_documents} documents, {num_sentences} sentences, {written} bytes",
-        file=sys.stderr)
+  print(f"wrote {FLAGS.output}: {num_documents} documents, {num_sentences} sentences, "
+        f"{written} bytes", file=sys.stderr)
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flags_as_required(["input", "output"])
   app.run(main)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Two-phase pre-training (NVIDIA's recipe): phase 1 at sequence length 128, then phase 2 at 512
-# starting from phase 1's weights with a fresh optimizer and step (--phase2
-# --init_checkpoint=OUTPUT_DIR/phase1/bert_model.ckpt). Each phase has its own output folder,
+# starting from phase 1's weights with a fresh optimizer and step
+# (--init_checkpoint=OUTPUT_DIR/phase1/bert_model.ckpt). Each phase has its own output folder,
 # OUTPUT_DIR/phase1 and OUTPUT_DIR/phase2, so each resumes on its own after an interruption.
 #
 # Usage: BERT_CONFIG=configs/bert_base.json INPUT_FILE_PHASE1='data/seq128/*.tfrecord' \
@@ -58,7 +58,7 @@ phase1=("${LAUNCH[@]}" "${PRETRAIN_ARGS[@]}")
 SEQ="${SEQ2:-512}" MAX_PRED="${MAX_PRED2:-80}" BATCH="${BATCH2:-8}" ACCUM="${ACCUM2:-1}"
 STEPS="${STEPS2:-1563}" WARMUP="${WARMUP2:-200}" LR="${LR2:-4e-3}"
 INPUT_FILE="$INPUT_FILE_PHASE2" OUTPUT_DIR="$phases_dir/phase2"
-EXTRA_FLAGS=(--phase2 --init_checkpoint="$phases_dir/phase1/bert_model.ckpt"
+EXTRA_FLAGS=(--init_checkpoint="$phases_dir/phase1/bert_model.ckpt"
              ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"})
 pretraining_args
 phase2=("${LAUNCH[@]}" "${PRETRAIN_ARGS[@]}")

@@ -80,6 +80,20 @@ else
   log "C extensions up to date"
 fi
 
+# --- this repository, importable from anywhere (bench/, scripts/, tests/) -----------------
+# Editable: the top-level modules Google's repo has (tokenization, modeling, optimization) and
+# the bert package, as the working tree has them.
+project_stamp="$venv/.project.sha256"
+project_wanted="$(sha256sum "$repo/pyproject.toml" | cut -d' ' -f1)"
+if [[ "$(cat "$project_stamp" 2>/dev/null)" != "$project_wanted" ]]; then
+  log "installing this repository (editable)"
+  "${pip[@]}" --no-build-isolation --no-deps -e "$repo"
+  rm -rf "$repo"/*.egg-info "$repo/build"
+  echo "$project_wanted" > "$project_stamp"
+else
+  log "repository already installed"
+fi
+
 # --- Horovod ---------------------------------------------------------------------------
 if [[ "${BERT_SKIP_HOROVOD:-0}" == "1" ]]; then
   log "BERT_SKIP_HOROVOD=1: not building Horovod (run scripts with --use_horovod=False)"

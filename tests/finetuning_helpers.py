@@ -1,6 +1,5 @@
 """Test data builders shared by the fine-tuning script tests."""
 import gzip
-import json
 import pathlib
 import random
 import re
@@ -52,23 +51,10 @@ def write_novel_classification_set(austen_files, folder: pathlib.Path, novels: t
   rng.shuffle(rows["train"])
   folder.mkdir(parents=True, exist_ok=True)
   for name, split_rows in rows.items():
-    (folder / f"{name}.tsv").write_text("".join(f"{l}\t{s}\n" for l, s in split_rows),
+    (folder / f"{name}.tsv").write_text("".join(f"{label}\t{s}\n" for label, s in split_rows),
                                         encoding="utf-8")
   (folder / "test.tsv").write_text("".join(f"?\t{s}\n" for _, s in rows["dev"]),
                                    encoding="utf-8")
-
-
-def write_tiny_config(path: pathlib.Path, vocab_size: int, dropout: float = 0.1,
-                      max_position_embeddings: int = 64,
-                      initializer_range: float = 0.02) -> pathlib.Path:
-  """A Google bert_config.json of a 2-layer, hidden-32 model."""
-  path.write_text(json.dumps({
-      "vocab_size": vocab_size, "hidden_size": 32, "num_hidden_layers": 2,
-      "num_attention_heads": 2, "intermediate_size": 64, "hidden_act": "gelu",
-      "hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout,
-      "max_position_embeddings": max_position_embeddings, "type_vocab_size": 2,
-      "initializer_range": initializer_range}))
-  return path
 
 
 def run_script(repo_dir: pathlib.Path, script: str, flags: dict, check: bool = True):
@@ -76,8 +62,8 @@ def run_script(repo_dir: pathlib.Path, script: str, flags: dict, check: bool = T
 
   With check, a non-zero exit fails with the end of the script's stderr.
   """
-  import subprocess  # pylint: disable=import-outside-toplevel
-  import sys  # pylint: disable=import-outside-toplevel
+  import subprocess
+  import sys
   args = [sys.executable, str(repo_dir / script)]
   for name, value in flags.items():
     if isinstance(value, bool):
@@ -88,12 +74,3 @@ def run_script(repo_dir: pathlib.Path, script: str, flags: dict, check: bool = T
   if check and result.returncode != 0:
     raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stderr[-4000:]}")
   return result
-
-
-def read_results(path: pathlib.Path) -> dict:
-  """Google's eval_results.txt: {key: value string} of its `key = value` lines."""
-  results = {}
-  for line in path.read_text().splitlines():
-    key, value = line.split(" = ")
-    results[key] = value
-  return results

@@ -6,8 +6,8 @@ venv's python, and a timeout so a hang fails the test instead of blocking CI.
 """
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
-import json
 import os
 import pathlib
 import re
@@ -33,9 +33,7 @@ def subprocess_env(**extra: str) -> dict:
   env = dict(os.environ)
   env.update(PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", OMP_NUM_THREADS="1",
              TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", TF_CPP_MIN_LOG_LEVEL="2",
-             PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
-  env.pop(  # A fault injected into one test must not leak into another.
-      "BERT_INJECT_FAULT", None)
+             PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))  # the scripts, for instrumented runs
   env.update(extra)
   return env
 
@@ -133,22 +131,27 @@ class CorePool:
 
 def kill_group(proc: subprocess.Popen, sig: int = 9) -> None:
   """Kills a process started with start_new_session=True and everything it started."""
-  try:
+  with contextlib.suppress(ProcessLookupError):
     os.killpg(proc.pid, sig)
-  except ProcessLookupError:
-    pass
+
+
+INSTRUMENTED_RUN_PRETRAINING = REPO / "tests" / "instrumented_run_pretraining.py"
 
 
 def run_pretraining_args(config: pathlib.Path, input_files: list[pathlib.Path],
-                         output_dir: pathlib.Path, **flags) -> list[str]:
-  """`python run_pretraining.py` with the tiny settings; `flags` override or add flags."""
+                         output_dir: pathlib.Path, script: pathlib.Path | None = None,
+                         **flags) -> list[str]:
+  """`python run_pretraining.py` with the tiny settings; `flags` override or add flags.
+
+  script: INSTRUMENTED_RUN_PRETRAINING for its --trace_dir and --fail_at test hooks.
+  """
   values = dict(bert_config_file=config, input_file=",".join(map(str, input_files)),
                 output_dir=output_dir, max_seq_length=SEQ_LENGTH,
                 max_predictions_per_seq=MAX_PREDICTIONS, do_train=True, train_batch_size=4,
                 learning_rate=1e-3, num_train_steps=4, num_warmup_steps=0,
                 save_checkpoints_steps=1000, log_freq=1, shuffle_input=False)
   values.update(flags)
-  return [sys.executable, str(REPO / "run_pretraining.py")] + [
+  return [sys.executable, str(script or REPO / "run_pretraining.py")] + [
       f"--{name}={value}" for name, value in values.items() if value is not None]
 
 
@@ -176,7 +179,8 @@ def write_tiny_vocab(path: pathlib.Path, text_file: pathlib.Path = SAMPLE_TEXT,
 def write_corpus(path: pathlib.Path, first_line: int, num_lines: int,
                  lines_per_document: int = 40) -> pathlib.Path:
   """Lines of the Austen sample as documents of `lines_per_document` sentences."""
-  lines = [l for l in SAMPLE_TEXT.read_text(encoding="utf-8").splitlines() if l.strip()]
+  lines = [line for line in SAMPLE_TEXT.read_text(encoding="utf-8").splitlines()
+           if line.strip()]
   lines = lines[first_line:first_line + num_lines]
   docs = [lines[i:i + lines_per_document] for i in range(0, len(lines), lines_per_document)]
   path.write_text("".join("\n".join(d) + "\n\n" for d in docs), encoding="utf-8")
@@ -202,17 +206,6 @@ def create_pretraining_data(corpus: pathlib.Path, outputs: list[pathlib.Path],
                f"--masked_lm_prob={MASKED_LM_PROB}", f"--dupe_factor={dupe_factor}",
                "--short_seq_prob=0", "--num_workers=1"], timeout=timeout).check()
   return outputs
-
-
-def write_bert_config(path: pathlib.Path, vocab_size: int, **overrides) -> pathlib.Path:
-  """A 2-layer, hidden-32 BERT config without dropout (exact comparisons need none)."""
-  config = dict(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2,
-                num_attention_heads=2, intermediate_size=64, hidden_act="gelu",
-                hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                max_position_embeddings=64, type_vocab_size=2, initializer_range=0.02)
-  config.update(overrides)
-  path.write_text(json.dumps(config, indent=2), encoding="utf-8")
-  return path
 
 
 def read_records(tf, path: pathlib.Path) -> list:
@@ -270,12 +263,3 @@ def tensorboard_scalars(tf, output_dir: pathlib.Path) -> dict[str, dict[int, flo
                   else value.simple_value)
         scalars.setdefault(value.tag, {})[event.step] = float(number)
   return scalars
-
-
-def read_results(path: pathlib.Path) -> dict[str, float]:
-  """eval_results.txt (`key = value` lines) as floats."""
-  results = {}
-  for line in path.read_text().splitlines():
-    key, value = line.split(" = ")
-    results[key] = float(value)
-  return results

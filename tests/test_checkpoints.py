@@ -5,19 +5,18 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tiny
 from safetensors.numpy import load_file, save_file
 
-import checkpoints
 import convert_checkpoint
 import modeling
+from bert import checkpoints
 
 LAYER_NORM = "bert/encoder/layer_1/attention/output/LayerNorm/gamma"
 
 
 def tiny_config():
-  return modeling.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=2,
-                             num_attention_heads=2, intermediate_size=32,
-                             max_position_embeddings=16, type_vocab_size=2)
+  return tiny.config(30, hidden_size=16, intermediate_size=32, max_position_embeddings=16)
 
 
 def google_names_and_shapes(config):
@@ -231,7 +230,7 @@ def test_pytorch_bin_needs_torch_or_loads(tmp_path):
   config = tiny_config()
   tensors = random_google_tensors(config)
   try:
-    import torch  # pylint: disable=import-outside-toplevel
+    import torch
   except ImportError:
     torch = None
   path = tmp_path / "pytorch_model.bin"

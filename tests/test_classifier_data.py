@@ -4,8 +4,8 @@ import pathlib
 import numpy as np
 import pytest
 
-import classifier_data
 import tokenization
+from bert import classifier_data, classifier_features, classifier_metrics, files
 
 GLUE = pathlib.Path(__file__).parent / "data" / "glue"
 
@@ -15,7 +15,8 @@ TASKS = [
      ("Conceptually cream skimming has two basic dimensions.",
       "Product and geography are what make cream skimming work.", "neutral")),
     ("xnli", "XNLI", ["contradiction", "entailment", "neutral"], (2, 2, 1),
-     ("从概念上看,奶油收入有两个基本方面产品和地理.", "产品和地理是什么使奶油抹霜工作.", "neutral")),
+     ("从概念上看,奶油收入有两个基本方面产品和地理.", "产品和地理是什么使奶油抹霜工作.",
+      "neutral")),
     ("MRPC", "MRPC", ["0", "1"], (2, 1, 1),
      ("Amrozi accused his brother of distorting evidence .",
       'Referring to him as only " the witness " , Amrozi accused his brother .', "1")),
@@ -204,16 +205,16 @@ def tokenizer(uncased_vocab):
 
 def test_truncate_seq_pair_trims_the_longer():
   a, b = list("abcdef"), list("xyz")
-  classifier_data.truncate_seq_pair(a, b, 6)
+  classifier_features.truncate_seq_pair(a, b, 6)
   assert (a, b) == (list("abc"), list("xyz"))
   a, b = list("ab"), list("wxyz")
-  classifier_data.truncate_seq_pair(a, b, 3)
+  classifier_features.truncate_seq_pair(a, b, 3)
   assert (a, b) == (list("ab"), list("w"))  # Ties trim b.
 
 
 def test_convert_single_example_by_hand(tokenizer):
   example = classifier_data.InputExample("g", "The cat sat.", "A dog ran away quickly.", "1")
-  feature = classifier_data.convert_single_example(0, example, ["0", "1"], 10, tokenizer)
+  feature = classifier_features.convert_single_example(0, example, ["0", "1"], 10, tokenizer)
   # 7 slots for 4 + 6 tokens: b (the longer, or on ties) loses tokens until 4 + 3 = 7.
   tokens = ["[CLS]", "the", "cat", "sat", ".", "[SEP]", "a", "dog", "ran", "[SEP]"]
   assert feature.input_ids == tokenizer.convert_tokens_to_ids(tokens)
@@ -221,7 +222,7 @@ def test_convert_single_example_by_hand(tokenizer):
   assert feature.input_mask == [1] * 10
   assert feature.label_id == 1
   single = classifier_data.InputExample("g", "The cat sat.", None, "0")
-  feature = classifier_data.convert_single_example(0, single, ["0", "1"], 8, tokenizer)
+  feature = classifier_features.convert_single_example(0, single, ["0", "1"], 8, tokenizer)
   assert feature.input_ids == tokenizer.convert_tokens_to_ids(
       ["[CLS]", "the", "cat", "sat", ".", "[SEP]"]) + [0, 0]
   assert feature.input_mask == [1] * 6 + [0, 0] and feature.segment_ids == [0] * 8
@@ -234,10 +235,10 @@ def test_batched_features_match_single_conversion(tokenizer):
               + processor.get_dev_examples(str(GLUE / "MRPC"))
               + [classifier_data.InputExample("s", "Just one sentence here.", None, "0")])
   for max_seq_length in (8, 16, 64):
-    arrays = classifier_data.convert_examples_to_features(
+    arrays = classifier_features.convert_examples_to_features(
         examples, processor.get_labels(), max_seq_length, tokenizer, chunk_size=2)
     for i, example in enumerate(examples):
-      single = classifier_data.convert_single_example(i, example, processor.get_labels(),
+      single = classifier_features.convert_single_example(i, example, processor.get_labels(),
                                                       max_seq_length, tokenizer)
       assert arrays["input_ids"][i].tolist() == single.input_ids
       assert arrays["input_mask"][i].tolist() == single.input_mask
@@ -245,17 +246,16 @@ def test_batched_features_match_single_conversion(tokenizer):
       assert arrays["label_ids"][i] == single.label_id
     assert arrays["input_ids"].dtype == np.int32
     assert arrays["input_ids"].shape == (len(examples), max_seq_length)
-    assert arrays["is_real_example"].tolist() == [1] * len(examples)
 
 
 def test_regression_and_unlabelled_features(tokenizer):
   processor = classifier_data.get_processor("sts-b")
   train = processor.get_train_examples(str(GLUE / "STS-B"))
-  arrays = classifier_data.convert_examples_to_features(train, None, 32, tokenizer)
+  arrays = classifier_features.convert_examples_to_features(train, None, 32, tokenizer)
   assert arrays["label_ids"].dtype == np.float32
   assert arrays["label_ids"].tolist() == pytest.approx([5.0, 3.8])
   test = classifier_data.get_processor("cola").get_test_examples(str(GLUE / "CoLA"))
-  arrays = classifier_data.convert_examples_to_features(test, ["0", "1"], 16, tokenizer)
+  arrays = classifier_features.convert_examples_to_features(test, ["0", "1"], 16, tokenizer)
   assert arrays["label_ids"].tolist() == [0]
 
 
@@ -267,63 +267,62 @@ def test_binary_metrics_by_hand():
   labels = [1, 1, 1, 0, 0, 0, 0, 1]
   predictions = [1, 1, 0, 0, 0, 1, 0, 1]
   # TP = 3, FN = 1, FP = 1, TN = 3.
-  assert classifier_data.accuracy(labels, predictions) == 0.75
-  assert classifier_data.f1_score(labels, predictions) == pytest.approx(0.75)  # 6 / 8.
+  assert classifier_metrics.accuracy(labels, predictions) == 0.75
+  assert classifier_metrics.f1_score(labels, predictions) == pytest.approx(0.75)  # 6 / 8.
   # (3 * 3 - 1 * 1) / sqrt(4 * 4 * 4 * 4) = 0.5.
-  assert classifier_data.matthews_corrcoef(labels, predictions) == pytest.approx(0.5)
-  assert classifier_data.f1_score([0, 0], [0, 0]) == 0.0
-  assert classifier_data.matthews_corrcoef([1, 0, 1], [1, 1, 1]) == 0.0  # Undefined.
-  assert classifier_data.matthews_corrcoef([0, 1, 0, 1], [1, 0, 1, 0]) == pytest.approx(-1)
+  assert classifier_metrics.matthews_corrcoef(labels, predictions) == pytest.approx(0.5)
+  assert classifier_metrics.f1_score([0, 0], [0, 0]) == 0.0
+  assert classifier_metrics.matthews_corrcoef([1, 0, 1], [1, 1, 1]) == 0.0  # Undefined.
+  assert classifier_metrics.matthews_corrcoef([0, 1, 0, 1], [1, 0, 1, 0]) == pytest.approx(-1)
 
 
 def test_multiclass_mcc_by_hand():
   # Confusion [[1, 1, 0], [0, 1, 0], [0, 0, 1]]: c = 3, s = 4, t = (2, 1, 1),
   # p = (1, 2, 1): (12 - 5) / sqrt((16 - 6) * (16 - 6)) = 0.7.
-  assert classifier_data.matthews_corrcoef([0, 0, 1, 2], [0, 1, 1, 2]) == pytest.approx(0.7)
+  assert classifier_metrics.matthews_corrcoef([0, 0, 1, 2], [0, 1, 1, 2]) == pytest.approx(0.7)
 
 
 def test_correlations_by_hand():
   x, y = [1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 5.0, 9.0]
   # Centered: x (-1.5, -.5, .5, 1.5), y (-3, -1, 0, 4): 11 / sqrt(5 * 26).
-  assert classifier_data.pearson_corrcoef(x, y) == pytest.approx(11 / np.sqrt(130))
-  assert classifier_data.spearman_corrcoef(x, y) == pytest.approx(1.0)
-  assert classifier_features_ranks([3.0, 1.0, 3.0, 2.0]) == [3.5, 1.0, 3.5, 2.0]
+  assert classifier_metrics.pearson_corrcoef(x, y) == pytest.approx(11 / np.sqrt(130))
+  assert classifier_metrics.spearman_corrcoef(x, y) == pytest.approx(1.0)
+  assert average_ranks([3.0, 1.0, 3.0, 2.0]) == [3.5, 1.0, 3.5, 2.0]
   # Ranks x (1, 2.5, 2.5, 4), y (1, 2, 3, 4): centered (-1.5, 0, 0, 1.5), (-1.5, -.5, .5,
   # 1.5): 4.5 / sqrt(4.5 * 5).
-  assert classifier_data.spearman_corrcoef([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(
+  assert classifier_metrics.spearman_corrcoef([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(
       4.5 / np.sqrt(22.5))
-  assert classifier_data.pearson_corrcoef([1, 1, 1], [1, 2, 3]) == 0.0
+  assert classifier_metrics.pearson_corrcoef([1, 1, 1], [1, 2, 3]) == 0.0
 
 
-def classifier_features_ranks(values):
-  import classifier_features  # pylint: disable=import-outside-toplevel
-  return classifier_features.average_ranks(values).tolist()
+def average_ranks(values):
+  return classifier_metrics.average_ranks(values).tolist()
 
 
 def test_task_metrics_keys():
   labels = np.array([1, 0, 1, 1])
   logits = np.array([[0.1, 0.9], [0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])  # argmax 1, 0, 0, 1.
-  assert classifier_data.task_metrics("MRPC", labels, logits) == {
+  assert classifier_metrics.task_metrics("MRPC", labels, logits) == {
       "eval_accuracy": 0.75, "eval_f1": pytest.approx(0.8)}
-  assert set(classifier_data.task_metrics("cola", labels, logits)) == {"eval_accuracy",
+  assert set(classifier_metrics.task_metrics("cola", labels, logits)) == {"eval_accuracy",
                                                                       "eval_mcc"}
-  assert set(classifier_data.task_metrics("qqp", labels, [1, 0, 0, 1])) == {
+  assert set(classifier_metrics.task_metrics("qqp", labels, [1, 0, 0, 1])) == {
       "eval_accuracy", "eval_f1"}
-  assert classifier_data.task_metrics("rte", labels, [1, 0, 0, 1]) == {"eval_accuracy": 0.75}
-  result = classifier_data.task_metrics("STS-B", [1.0, 2.0, 3.0], [[1.5], [2.5], [2.0]])
+  assert classifier_metrics.task_metrics("rte", labels, [1, 0, 0, 1]) == {"eval_accuracy": 0.75}
+  result = classifier_metrics.task_metrics("STS-B", [1.0, 2.0, 3.0], [[1.5], [2.5], [2.0]])
   assert set(result) == {"eval_pearson", "eval_spearman"}
   assert result["eval_spearman"] == pytest.approx(0.5)
   with pytest.raises(ValueError, match="4 labels but 3 predictions"):
-    classifier_data.task_metrics("rte", labels, [1, 0, 0])
+    classifier_metrics.task_metrics("rte", labels, [1, 0, 0])
 
 
 def test_google_output_files(tmp_path):
   eval_path = tmp_path / "eval_results.txt"
-  classifier_data.write_eval_results(str(eval_path), {
+  files.write_results(str(eval_path), {
       "global_step": 12, "eval_loss": np.float32(0.25), "eval_accuracy": 0.875})
   assert eval_path.read_text() == ("eval_accuracy = 0.875\neval_loss = 0.25\n"
                                    "global_step = 12\n")
   test_path = tmp_path / "test_results.tsv"
   probabilities = np.array([[0.25, 0.75], [0.1, 0.9]], np.float32)
-  assert classifier_data.write_test_results(str(test_path), probabilities) == 2
+  assert files.write_test_results(str(test_path), probabilities) == 2
   assert test_path.read_text() == "0.25\t0.75\n0.1\t0.9\n"

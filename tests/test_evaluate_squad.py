@@ -6,6 +6,7 @@ import sys
 import pytest
 
 import evaluate_squad
+from bert import squad_metrics
 
 
 def _squad(questions):
@@ -36,24 +37,24 @@ NA_PROBS = {"q1": 0.1, "q2": 0.6, "q3": 0.9, "q4": 0.8, "q5": 0.7}
     ("", ""),
 ])
 def test_normalize_answer(text, expected):
-  assert evaluate_squad.normalize_answer(text) == expected
+  assert squad_metrics.normalize_answer(text) == expected
 
 
 def test_exact_and_f1_by_hand():
-  assert evaluate_squad.compute_exact("The Cat.", "cat") == 1
-  assert evaluate_squad.compute_exact("cat", "cats") == 0
+  assert squad_metrics.compute_exact("The Cat.", "cat") == 1
+  assert squad_metrics.compute_exact("cat", "cats") == 0
   # gold [cat, sat], prediction [cat, sat, down]: P = 2/3, R = 1, F1 = 0.8.
-  assert evaluate_squad.compute_f1("the cat sat", "a cat sat down") == pytest.approx(0.8)
+  assert squad_metrics.compute_f1("the cat sat", "a cat sat down") == pytest.approx(0.8)
   # Repeated tokens count with multiplicity: gold [x, x, y], pred [x] -> P = 1, R = 1/3, F1 = 0.5.
-  assert evaluate_squad.compute_f1("x x y", "x") == pytest.approx(0.5)
-  assert evaluate_squad.compute_f1("cat", "dog") == 0.0
-  assert evaluate_squad.compute_f1("", "") == 1.0
-  assert evaluate_squad.compute_f1("", "cat") == 0.0
-  assert evaluate_squad.compute_f1("cat", "") == 0.0
+  assert squad_metrics.compute_f1("x x y", "x") == pytest.approx(0.5)
+  assert squad_metrics.compute_f1("cat", "dog") == 0.0
+  assert squad_metrics.compute_f1("", "") == 1.0
+  assert squad_metrics.compute_f1("", "cat") == 0.0
+  assert squad_metrics.compute_f1("cat", "") == 0.0
 
 
 def test_v2_scores_by_hand():
-  result = evaluate_squad.evaluate(DATASET, PREDICTIONS)
+  result = squad_metrics.evaluate(DATASET, PREDICTIONS)
   assert list(result) == ["exact", "f1", "total", "HasAns_exact", "HasAns_f1",
                           "HasAns_total", "NoAns_exact", "NoAns_f1", "NoAns_total"]
   assert result["exact"] == pytest.approx(100 * 2 / 5)
@@ -71,7 +72,7 @@ def test_best_thresholds_by_hand():
   # Sweep (start: all predicted null = 2 correct no-answers), in na-prob order:
   #   exact: q1 +1 -> 3 (best, 0.1), q2 +0, q5 +0, q4 -1, q3 0      -> 3/5 at 0.1
   #   f1:    q1 +1 -> 3, q2 +2/3 -> 3.667 (best, 0.6), q5, q4 -1, q3 -> 3.667/5 at 0.6
-  result = evaluate_squad.evaluate(DATASET, PREDICTIONS, na_probs=NA_PROBS)
+  result = squad_metrics.evaluate(DATASET, PREDICTIONS, na_probs=NA_PROBS)
   assert result["best_exact"] == pytest.approx(60.0)
   assert result["best_exact_thresh"] == 0.1
   assert result["best_f1"] == pytest.approx(100 * (3 + 2 / 3) / 5)
@@ -82,7 +83,7 @@ def test_best_thresholds_by_hand():
 
 def test_na_prob_threshold_overrides_predictions():
   # Above 0.65: q3 and q4 become "" (correct), q5 becomes "" (still wrong).
-  result = evaluate_squad.evaluate(DATASET, PREDICTIONS, na_probs=NA_PROBS,
+  result = squad_metrics.evaluate(DATASET, PREDICTIONS, na_probs=NA_PROBS,
                                    na_prob_thresh=0.65)
   assert result["exact"] == pytest.approx(100 * 3 / 5)
   assert result["f1"] == pytest.approx(100 * (1 + 2 / 3 + 1 + 1) / 5)
@@ -93,7 +94,7 @@ def test_v1_data_has_no_noans_keys():
   dataset = _squad([("a", ["Denver Broncos", "the Broncos"]), ("b", ["Santa Clara"])])
   for qa in dataset[0]["paragraphs"][0]["qas"]:
     del qa["is_impossible"]  # v1.1 files have no such key.
-  result = evaluate_squad.evaluate(dataset, {"a": "Broncos", "b": "Santa Clara, California"})
+  result = squad_metrics.evaluate(dataset, {"a": "Broncos", "b": "Santa Clara, California"})
   assert set(result) == {"exact", "f1", "total", "HasAns_exact", "HasAns_f1", "HasAns_total"}
   # a: exact with "the Broncos"; b: P = 2/3, R = 1 -> F1 0.8.
   assert result["exact"] == pytest.approx(50.0)
@@ -103,7 +104,7 @@ def test_v1_data_has_no_noans_keys():
 def test_missing_prediction_scores_zero(capsys):
   predictions = dict(PREDICTIONS)
   del predictions["q1"]
-  result = evaluate_squad.evaluate(DATASET, predictions)
+  result = squad_metrics.evaluate(DATASET, predictions)
   assert result["total"] == 5
   assert result["exact"] == pytest.approx(100 * 1 / 5)
   assert "1 of 5 questions have no prediction" in capsys.readouterr().err

@@ -4,12 +4,13 @@ import json
 
 import numpy as np
 import pytest
+import tiny
+from finetuning_helpers import run_script
 
 import extract_features
-import features_lib
 import modeling
 import tokenization
-from finetuning_helpers import run_script
+from bert import feature_extraction
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +67,7 @@ def test_jsonl_format_is_googles(minilm_jsonl):
 
 @pytest.fixture(scope="module")
 def tiny_model_and_tokenizer(uncased_vocab):
-  config = modeling.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
-                               num_attention_heads=2, intermediate_size=64,
-                               max_position_embeddings=32)
+  config = tiny.config(30522, max_position_embeddings=32)
   return (modeling.BertModel(config),
           tokenization.FullTokenizer(str(uncased_vocab), do_lower_case=True))
 
@@ -81,13 +80,13 @@ def test_batches_stream_in_input_order(tiny_model_and_tokenizer, tmp_path, monke
   input_file = tmp_path / "input.txt"
   input_file.write_text("".join(f"line number {i}\n" for i in range(3000)))
   lines_read = []
-  read_examples = features_lib.read_examples
+  read_examples = feature_extraction.read_examples
 
   def counting_read_examples(path):
     for example in read_examples(path):
       lines_read.append(example.unique_id)
       yield example
-  monkeypatch.setattr(features_lib, "read_examples", counting_read_examples)
+  monkeypatch.setattr(feature_extraction, "read_examples", counting_read_examples)
   batches = extract_features.feature_batches(str(input_file), 16, tokenizer, batch_size=7)
   first_batch, inputs = next(batches)
   assert [f.unique_id for f in first_batch] == list(range(7))
@@ -110,8 +109,8 @@ def test_extract_matches_model_and_rejects_bad_layers(tiny_model_and_tokenizer, 
   assert extract_features.extract(str(input_file), str(output_file), model, tokenizer,
                                   [-2, 0], max_seq_length=16, batch_size=3) == 4
   records = [json.loads(line) for line in output_file.read_text().splitlines()]
-  features = list(features_lib.convert_examples_to_features(
-      features_lib.read_examples(str(input_file)), 16, tokenizer))
+  features = list(feature_extraction.convert_examples_to_features(
+      feature_extraction.read_examples(str(input_file)), 16, tokenizer))
   outputs = model({"input_ids": np.array([f.input_ids for f in features]),
                    "input_mask": np.array([f.input_mask for f in features]),
                    "token_type_ids": np.array([f.input_type_ids for f in features])})

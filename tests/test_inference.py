@@ -6,10 +6,11 @@ import subprocess
 import sys
 
 import pytest
+import tiny
+from finetuning_helpers import run_script
 
-import squad_lib
 import tokenization
-from finetuning_helpers import run_script, write_tiny_config
+from bert import squad_data
 
 PEMBERLEY = ("Pemberley is the estate of Mr. Darcy in Derbyshire. Elizabeth Bennet first saw "
              "it in the summer.")
@@ -42,7 +43,7 @@ def fine_tuned(repo_dir, uncased_vocab, tmp_path_factory):
   output_dir = tmp_path / "out"
   run_script(repo_dir, "run_squad.py", {
       "vocab_file": uncased_vocab,
-      "bert_config_file": write_tiny_config(tmp_path / "bert_config.json", 30522, dropout=0.0),
+      "bert_config_file": tiny.write_config(tmp_path / "bert_config.json", 30522, dropout=0.0),
       "train_file": data_file, "do_train": True, "train_batch_size": 8,
       "num_train_epochs": 300, "learning_rate": 3e-3, "output_dir": output_dir,
       "log_freq": 50, **WINDOWS})
@@ -63,9 +64,9 @@ def _run(repo_dir, flags, stdin=None):
 
 def test_the_long_context_is_windowed(uncased_vocab):
   tokenizer = tokenization.FullTokenizer(str(uncased_vocab))
-  example = squad_lib.SquadExample("publisher", QUESTIONS[2][2],
-                                   squad_lib.split_on_whitespace(AUSTEN)[0])
-  features = list(squad_lib.convert_examples_to_features(
+  example = squad_data.SquadExample("publisher", QUESTIONS[2][2],
+                                   squad_data.split_on_whitespace(AUSTEN)[0])
+  features = list(squad_data.convert_examples_to_features(
       [example], tokenizer, is_training=False, batched_tokenization=False, **WINDOWS))
   assert len(features) == 3  # and only the last window holds the whole answer
   assert [("thomas" in f.tokens, "##ger" in f.tokens) for f in features] == [
@@ -129,18 +130,12 @@ def test_stdin_loop(repo_dir, fine_tuned, tmp_path):
   assert responses[6]["id"] == "last" and responses[6]["answer"] == "Thomas Egerton"
 
 
-def _tiny_config(tmp_path):
-  import modeling  # pylint: disable=import-outside-toplevel
-  return modeling.BertConfig.from_json_file(
-      str(write_tiny_config(tmp_path / "bert_config.json", 30522, dropout=0.0)))
-
-
 def test_checkpoint_without_squad_head(tmp_path):
   """A pre-trained encoder (no cls/squad/ head) is refused with the missing variables."""
-  import checkpoints  # pylint: disable=import-outside-toplevel
-  import inference  # pylint: disable=import-outside-toplevel
-  import modeling  # pylint: disable=import-outside-toplevel
-  config = _tiny_config(tmp_path)
+  import inference
+  import modeling
+  from bert import checkpoints
+  config = tiny.config(30522, dropout=0.0)
   encoder = modeling.BertModel(config)
   checkpoints.write_tf1_checkpoint(checkpoints.model_tensors(encoder),
                                    str(tmp_path / "bert_model.ckpt"))
@@ -151,14 +146,14 @@ def test_checkpoint_without_squad_head(tmp_path):
 
 def test_one_trace_for_every_request(tmp_path, uncased_vocab):
   """The forward pass is traced once, whatever the number of windows of a request."""
-  import finetuning  # pylint: disable=import-outside-toplevel
-  import inference  # pylint: disable=import-outside-toplevel
+  import inference
+  from bert import task_models
   answerer = inference.QuestionAnswerer(
-      finetuning.BertSquad(_tiny_config(tmp_path)),
+      task_models.BertSquad(tiny.config(30522, dropout=0.0)),
       tokenization.FullTokenizer(str(uncased_vocab)), batch_size=2, **WINDOWS)
   for context in (PEMBERLEY, AUSTEN, AUSTEN + " " + PEMBERLEY):
     response = answerer.answer("Who?", context)
     assert response["answer"] and len(response["nbest"]) <= 20
-  assert answerer._predict.experimental_get_tracing_count() == 1  # pylint: disable=protected-access
+  assert answerer._predict.experimental_get_tracing_count() == 1
   with pytest.raises(ValueError, match="The max_seq_length \\(16\\) must be greater"):
     inference.QuestionAnswerer(None, None, max_seq_length=16, max_query_length=13)

@@ -7,6 +7,7 @@ import pytest
 
 import learn_vocab
 import tokenization
+from bert import files
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def _unk_rate(ids_per_line, unk_id):
 @pytest.mark.parametrize("do_lower_case", [True, False], ids=["uncased", "cased"])
 def test_learned_wordpiece_vocab_is_usable(corpus, tmp_path, do_lower_case):
   path, lines = corpus
-  sentences = list(learn_vocab.read_sentences(learn_vocab.input_paths(str(path))))
+  sentences = list(learn_vocab.read_sentences(files.expand_input_files(str(path))))
   assert sentences == lines
   counts = learn_vocab.count_words(sentences, do_lower_case)
   vocab = learn_vocab.learn_wordpiece_vocab(counts, vocab_size=600,
@@ -70,7 +71,7 @@ def test_learn_vocab_cli_sentencepiece(corpus, tmp_path, repo_dir):
 
 def test_bad_inputs_are_named(tmp_path):
   with pytest.raises(FileNotFoundError, match="nothing-here"):
-    learn_vocab.input_paths(str(tmp_path / "nothing-here*.txt"))
+    files.expand_input_files(str(tmp_path / "nothing-here*.txt"))
   with pytest.raises(ValueError, match=r"lacks \['\[UNK\]'\]"):
     learn_vocab.learn_wordpiece_vocab({"a": 5}, 100, ["[PAD]", "[CLS]"])
   with pytest.raises(ValueError, match="must end in .model"):

@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-import checkpoints
 import modeling
 import tokenization
+from bert import checkpoints
 
 MAX_SEQ_LENGTH = 32
 

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tiny
 
 import modeling
 
@@ -16,10 +17,8 @@ VOCAB = 40
 
 
 def tiny_config(**overrides):
-  values = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                intermediate_size=64, max_position_embeddings=32, type_vocab_size=2)
-  values.update(overrides)
-  return modeling.BertConfig(**values)
+  return tiny.config(VOCAB, **{"num_attention_heads": 4, "max_position_embeddings": 32,
+                               **overrides})
 
 
 def random_inputs(batch=2, seq=12, seed=0, num_padding=(0, 4)):
@@ -184,8 +183,8 @@ def test_config_errors_name_the_file(tmp_path):
                               "num_attention_heads": 4, "intermediate_size": 8}))
   with pytest.raises(ValueError, match="broken.json.*multiple"):
     modeling.BertConfig.from_json_file(path)
-  with pytest.raises(ValueError, match="Unknown activation"):
-    tiny_config(hidden_act="gelu")
+  with pytest.raises(ValueError, match="Unknown activation"):  # ambiguous outside Google's JSON
+    modeling.BertConfig(vocab_size=10, hidden_act="gelu")
 
 
 def test_save_load_round_trip(tmp_path, pretraining_model):
@@ -208,15 +207,14 @@ def test_save_load_round_trip(tmp_path, pretraining_model):
 def test_get_config_from_config_rebuild_every_config_built_class():
   """modeling.BertConfigSerializable: each layer and model, ours and the task heads', comes
   back from its get_config with the same class, BertConfig and arguments."""
-  import finetuning  # pylint: disable=import-outside-toplevel
-  import run_ner  # pylint: disable=import-outside-toplevel
+  from bert import task_models
   config = tiny_config(hidden_dropout_prob=0.0, initializer_range=0.05)
   originals = [
       modeling.BertEmbeddings(config), modeling.TransformerLayer(config, name="layer_1"),
       modeling.NextSentenceHead(config), modeling.BertModel(config, name="encoder"),
       modeling.BertPretrainingModel(config, use_next_sentence=False),
-      finetuning.BertClassifier(config, num_labels=3), finetuning.SquadHead(config),
-      finetuning.BertSquad(config), run_ner.BertTokenClassifier(config, num_labels=5)]
+      task_models.BertClassifier(config, num_labels=3), task_models.BertSquad(config),
+      task_models.BertTokenClassifier(config, num_labels=5)]
   for original in originals:
     rebuilt = type(original).from_config(original.get_config())
     assert type(rebuilt) is type(original)
@@ -227,6 +225,10 @@ def test_get_config_from_config_rebuild_every_config_built_class():
                                   "num_labels": 5}
   assert originals[4].get_config()["use_next_sentence"] is False
   assert {"name", "dtype", "trainable", "config"} <= originals[0].get_config().keys()
+  head = task_models.OutputLayer(3, 16, initializer_range=0.05, variable_scope="cls/squad")
+  rebuilt = task_models.OutputLayer.from_config(head.get_config())
+  assert rebuilt.get_config() == head.get_config()
+  assert [v.path for v in rebuilt.weights] == ["cls/squad/output_weights", "cls/squad/output_bias"]
 
 
 @pytest.mark.parametrize("policy,compute_dtype,atol", [("mixed_float16", "float16", 2e-2),

@@ -1,12 +1,12 @@
-"""ner_data.py: CoNLL reading and its errors, first-wordpiece labels, windows that lose no
+"""bert/ner_data.py: CoNLL reading and its errors, first-wordpiece labels, windows that lose no
 word, the max-context choice, and the entity metrics on hand-computed cases."""
 import pathlib
 
 import numpy as np
 import pytest
 
-import ner_data
 import tokenization
+from bert import ner_data
 
 NER = pathlib.Path(__file__).parent / "data" / "ner"
 TRAIN = NER / "train.txt"
@@ -156,7 +156,7 @@ def test_windows_cover_every_word_and_cut_entities(sentences, tokenizer):
     k = int((arrays["sentence_index"][:row] == arrays["sentence_index"][row]).sum())
     window = set(range(k * DOC_STRIDE, k * DOC_STRIDE + MAX_SEQ_LENGTH - 2)) & set(
         range(len(ids)))
-    for entity_type, first, last in ner_data.get_entities(sentence.labels):
+    for _, first, last in ner_data.get_entities(sentence.labels):
       pieces = {p for p, w in enumerate(word_of) if first <= w <= last}
       if pieces & window and pieces - window:
         cut.append(" ".join(sentence.words[first:last + 1]))

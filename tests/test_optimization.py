@@ -6,9 +6,9 @@ Run with -s to see the measured max abs error of each optimizer against numpy.
 """
 import copy
 
+import keras
 import numpy as np
 import pytest
-import keras
 import tensorflow as tf
 
 import optimization

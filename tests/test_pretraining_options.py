@@ -1,5 +1,5 @@
 """run_pretraining's options beyond Google's: --only_mlm_loss, --dynamic_masking and
---input_text_file (pretraining_sources.py).
+--input_text_file (bert/pretraining_sources.py).
 
 The masking and the raw-text stream are tested on their dataset functions in this process
 (fast); three short real runs of run_pretraining.py start together from a module fixture and
@@ -12,9 +12,9 @@ import pathlib
 import sys
 
 import numpy as np
-import pytest
-
 import pretraining_helpers as h
+import pytest
+import tiny
 
 SEQ = h.SEQ_LENGTH
 PRED = h.MAX_PREDICTIONS
@@ -44,7 +44,8 @@ def data(tmp_path_factory) -> Data:
                  f"--max_predictions_per_seq={PRED}", f"--masked_lm_prob={h.MASKED_LM_PROB}",
                  "--dupe_factor=1", "--short_seq_prob=0", "--num_workers=1", "--no_masking"],
                 timeout=120).check()
-  return Data(root, vocab, vocab_size, h.write_bert_config(root / "bert_config.json", vocab_size),
+  return Data(root, vocab, vocab_size,
+              tiny.write_config(root / "bert_config.json", vocab_size, dropout=0.0),
               corpus, masked, unmasked)
 
 
@@ -76,16 +77,16 @@ def runs(data):
 
 def masking_config(data, max_predictions=PRED, masked_lm_prob=h.MASKED_LM_PROB,
                    whole_word=False):
-  import tokenization  # pylint: disable=import-outside-toplevel
-  import pretraining_data_lib  # pylint: disable=import-outside-toplevel
+  import tokenization
+  from bert import pretraining_data
   vocab = tokenization.load_vocab(str(data.vocab))
-  return pretraining_data_lib.masking_config(vocab, str(data.vocab), masked_lm_prob,
+  return pretraining_data.masking_config(vocab, str(data.vocab), masked_lm_prob,
                                              max_predictions, whole_word)
 
 
 def unmasked_dataset(data, batch_size, is_training, masked=False, path=None):
-  import input_pipeline  # pylint: disable=import-outside-toplevel
-  return input_pipeline.pretraining_dataset(
+  from bert import pretraining_input
+  return pretraining_input.pretraining_dataset(
       [str(path or (data.masked if masked else data.unmasked))], batch_size, SEQ, PRED,
       data.vocab_size, is_training=is_training, shuffle=False, masked=masked)
 
@@ -127,7 +128,7 @@ def position_sets(masked: dict) -> list[frozenset]:
 
 def test_masks_new_each_epoch_same_per_seed_rank_and_batch(tf, data, runs):
   del runs  # Requested first, so the real runs overlap the in-process tests.
-  import pretraining_sources  # pylint: disable=import-outside-toplevel
+  from bert import pretraining_sources
   config = masking_config(data)
   num_records = sum(1 for _ in tf.data.TFRecordDataset(str(data.unmasked)))
   batch_size = 6
@@ -166,7 +167,7 @@ def test_masks_new_each_epoch_same_per_seed_rank_and_batch(tf, data, runs):
 
 
 def test_masking_statistics_match_create_pretraining_data(tf, data):
-  import pretraining_sources  # pylint: disable=import-outside-toplevel
+  from bert import pretraining_sources
   config = masking_config(data)
   static = all_records(tf, unmasked_dataset(data, 64, False, masked=True))
   dynamic = all_records(tf, pretraining_sources.mask_dataset(
@@ -204,7 +205,7 @@ def test_masking_statistics_match_create_pretraining_data(tf, data):
 
 
 def test_whole_word_masking_masks_every_piece_of_a_word(tf, data):
-  import pretraining_sources  # pylint: disable=import-outside-toplevel
+  from bert import pretraining_sources
   config = masking_config(data, max_predictions=6, masked_lm_prob=0.2, whole_word=True)
   masked = all_records(tf, pretraining_sources.mask_dataset(
       unmasked_dataset(data, 64, False), config, seed=5))
@@ -221,40 +222,42 @@ def test_whole_word_masking_masks_every_piece_of_a_word(tf, data):
 
 
 def test_data_checks_tell_masked_from_unmasked_files(data):
-  import input_pipeline  # pylint: disable=import-outside-toplevel
-  input_pipeline.check_pretraining_files([str(data.unmasked)], SEQ, PRED, data.vocab_size,
+  from bert import pretraining_input
+  pretraining_input.check_pretraining_files([str(data.unmasked)], SEQ, PRED, data.vocab_size,
                                          masked=False)
   with pytest.raises(ValueError, match=rf"{data.unmasked.name}: record 0 is an unmasked "
                                        r"instance.*pass --dynamic_masking"):
-    input_pipeline.check_pretraining_files([str(data.masked), str(data.unmasked)], SEQ, PRED,
+    pretraining_input.check_pretraining_files([str(data.masked), str(data.unmasked)], SEQ, PRED,
                                            data.vocab_size)
   with pytest.raises(ValueError, match=rf"{data.masked.name}: record 0 is already masked.*"
                                        r"--no_masking"):
-    input_pipeline.check_pretraining_files([str(data.masked)], SEQ, PRED, data.vocab_size,
+    pretraining_input.check_pretraining_files([str(data.masked)], SEQ, PRED, data.vocab_size,
                                            masked=False)
   with pytest.raises(ValueError, match=r"input_ids has length 32, expected 64"):
-    input_pipeline.check_pretraining_files([str(data.unmasked)], 64, PRED, data.vocab_size,
+    pretraining_input.check_pretraining_files([str(data.unmasked)], 64, PRED, data.vocab_size,
                                            masked=False)
 
 
 def test_masking_needs_a_vocab_with_the_special_tokens(tmp_path):
-  import tokenization  # pylint: disable=import-outside-toplevel
-  import pretraining_data_lib  # pylint: disable=import-outside-toplevel
+  import tokenization
+  from bert import pretraining_data
   with pytest.raises(ValueError, match=r"pass --vocab_file \(WordPiece\) or --spm_model_file"):
-    pretraining_data_lib.load_tokenizer_and_vocab(None)
+    pretraining_data.load_tokenizer_and_vocab(None)
   no_mask = tmp_path / "vocab.txt"
   no_mask.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nthe\n##s\n", encoding="utf-8")
   with pytest.raises(ValueError, match=r"vocab\.txt: the vocabulary lacks \[MASK\]"):
-    pretraining_data_lib.masking_config(tokenization.load_vocab(str(no_mask)),
+    pretraining_data.masking_config(tokenization.load_vocab(str(no_mask)),
                                         str(no_mask), 0.15, 20, do_whole_word_mask=False)
 
 
 # ----------------------------------------------------------------------------- raw text
 
 def text_source(data, files, chunk_bytes=4096):
-  import pretraining_data_lib  # pylint: disable=import-outside-toplevel
-  import pretraining_sources  # pylint: disable=import-outside-toplevel
-  tokenizer, vocab, _ = pretraining_data_lib.load_tokenizer_and_vocab(str(data.vocab))
+  from bert import (
+    pretraining_data,
+    pretraining_sources,
+  )
+  tokenizer, vocab, _ = pretraining_data.load_tokenizer_and_vocab(str(data.vocab))
   return pretraining_sources.TextSource(
       files=tuple(map(str, files)), tokenizer=tokenizer, cls_id=vocab["[CLS]"],
       sep_id=vocab["[SEP]"], max_seq_length=SEQ, short_seq_prob=0.1, chunk_bytes=chunk_bytes)
@@ -265,7 +268,7 @@ def instance_rows(instances) -> list[tuple]:
 
 
 def test_text_instances_are_sharded_by_rank_and_new_each_epoch(data):
-  import pretraining_sources  # pylint: disable=import-outside-toplevel
+  from bert import pretraining_sources
   one_file = text_source(data, [data.corpus])
 
   def rows(source, rank, num_ranks, seed=1, num_epochs=1):
@@ -293,7 +296,7 @@ def test_text_instances_are_sharded_by_rank_and_new_each_epoch(data):
 
 
 def test_text_dataset_batches_masked_features(tf, data):
-  import pretraining_sources  # pylint: disable=import-outside-toplevel
+  from bert import pretraining_sources
   config = masking_config(data)
   dataset = pretraining_sources.text_dataset(text_source(data, [data.corpus]), config,
                                              batch_size=5, is_training=True, rank=1,
@@ -317,7 +320,7 @@ def test_text_dataset_batches_masked_features(tf, data):
 
 
 def test_text_rank_without_instances_is_an_error(data):
-  import pretraining_sources  # pylint: disable=import-outside-toplevel
+  from bert import pretraining_sources
   small = h.write_corpus(data.root / "small.txt", first_line=0, num_lines=60)
   source = text_source(data, [small], chunk_bytes=1 << 18)  # a single chunk
   assert instance_rows(pretraining_sources.text_instances(source, 0, 2, num_epochs=1))
@@ -340,7 +343,8 @@ def test_only_mlm_loss_trains_without_the_next_sentence_head(tf, data, runs):
   metrics = h.logged_metrics(result.output)
   assert sorted(metrics) == [1, 2, 3, 4]
   assert not any(name.startswith("next_sentence") for m in metrics.values() for name in m)
-  results = h.read_results(data.root / "only_mlm" / "eval_results.txt")
+  results = {k: float(v) for k, v in
+             tiny.read_results(data.root / "only_mlm" / "eval_results.txt").items()}
   assert sorted(results) == ["global_step", "loss", "masked_lm_accuracy", "masked_lm_loss"]
   assert results["loss"] == results["masked_lm_loss"]
   weights = h.read_tf1_weights(tf, data.root / "only_mlm" / "bert_model.ckpt")
@@ -352,7 +356,8 @@ def test_dynamic_masking_run(tf, data, runs):
   result = runs["dynamic"].result().check()
   assert "masked while training" in result.output
   assert sorted(h.logged_losses(result.output)) == [1, 2, 3, 4]
-  results = h.read_results(data.root / "dynamic" / "eval_results.txt")
+  results = {k: float(v) for k, v in
+             tiny.read_results(data.root / "dynamic" / "eval_results.txt").items()}
   assert {"masked_lm_loss", "next_sentence_loss", "next_sentence_accuracy"} <= set(results)
   assert np.isfinite(list(results.values())).all()
 
@@ -365,6 +370,7 @@ def test_raw_text_run_learns(data, runs):
   # ln(235) = 5.46 at the start; the unigram statistics alone take it well below.
   assert np.mean(losses[:5]) > 5.0
   assert np.mean(losses[-10:]) < np.mean(losses[:5]) - 0.5, losses
-  results = h.read_results(data.root / "text" / "eval_results.txt")
+  results = {k: float(v) for k, v in
+             tiny.read_results(data.root / "text" / "eval_results.txt").items()}
   assert results["global_step"] == TEXT_STEPS
   assert results["masked_lm_loss"] < 5.0

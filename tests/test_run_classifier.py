@@ -7,10 +7,10 @@ import pathlib
 import numpy as np
 import pytest
 import tensorflow as tf
+import tiny
+from finetuning_helpers import run_script, write_novel_classification_set
 
-import classifier_data
-from finetuning_helpers import (read_results, run_script, write_novel_classification_set,
-                                write_tiny_config)
+from bert import classifier_data
 
 GLUE = pathlib.Path(__file__).parent / "data" / "glue"
 
@@ -29,7 +29,7 @@ def test_minilm_learns_which_novel(converted_minilm, austen_files, repo_dir, tmp
       "init_checkpoint": converted_minilm / "bert_model.ckpt", "output_dir": output_dir,
       "do_train": True, "do_eval": True, "max_seq_length": 64, "train_batch_size": 16,
       "eval_batch_size": 50, "num_train_epochs": 2, "learning_rate": 1e-4, "log_freq": 10})
-  results = read_results(output_dir / "eval_results.txt")
+  results = tiny.read_results(output_dir / "eval_results.txt")
   assert list(results) == ["eval_accuracy", "eval_loss", "global_step"]
   assert results["global_step"] == str(int(320 / 16 * 2))
   assert float(results["eval_accuracy"]) >= 0.8, results  # chance is 0.5
@@ -60,13 +60,13 @@ def test_glue_outputs(task, folder, eval_files, test_files, repo_dir, uncased_vo
   num_train = len(processor.get_train_examples(str(data_dir)))
   output_dir = tmp_path / "out"
   flags = {"task_name": task, "data_dir": data_dir, "vocab_file": uncased_vocab,
-           "bert_config_file": write_tiny_config(tmp_path / "bert_config.json", 30522),
+           "bert_config_file": tiny.write_config(tmp_path / "bert_config.json", 30522),
            "output_dir": output_dir, "max_seq_length": 32, "train_batch_size": 1,
            "num_train_epochs": 2, "do_eval": True, "do_predict": True}
   run_script(repo_dir, "run_classifier.py", {**flags, "do_train": True})
 
   for name, keys in eval_files.items():
-    results = read_results(output_dir / name)
+    results = tiny.read_results(output_dir / name)
     assert list(results) == keys  # sorted "key = value" lines
     assert results["global_step"] == str(num_train * 2)
     assert all(np.isfinite(float(v)) for v in results.values())
@@ -116,25 +116,27 @@ def test_bad_input_names_file_and_line(files, message, repo_dir, uncased_vocab, 
   result = run_script(repo_dir, "run_classifier.py", {
       "task_name": "tsv", "label_list": "neg,pos", "label_column": 0, "text_a_column": 1,
       "data_dir": data_dir, "vocab_file": uncased_vocab,
-      "bert_config_file": write_tiny_config(tmp_path / "bert_config.json", 30522),
+      "bert_config_file": tiny.write_config(tmp_path / "bert_config.json", 30522),
       "output_dir": tmp_path / "out", "do_train": True}, check=False)
   assert result.returncode != 0
   assert f"{data_dir}/{message}" in result.stderr
 
 
 def test_classifier_head_has_googles_names_and_loads_hf_weights(minilm_dir):
-  import checkpoints  # pylint: disable=import-outside-toplevel
-  import finetuning  # pylint: disable=import-outside-toplevel
-  import modeling  # pylint: disable=import-outside-toplevel
+  import modeling
+  from bert import (
+    checkpoints,
+    task_models,
+  )
   config = modeling.BertConfig.from_json_file(minilm_dir / "config.json")
-  model = finetuning.BertClassifier(config, num_labels=3)
+  model = task_models.BertClassifier(config, num_labels=3)
   paths = [v.path for v in model.trainable_variables]
   heads = [p for p in paths if not p.startswith("bert/")]
   assert heads == ["output_weights", "output_bias"]
-  assert tuple(model.output_weights.shape) == (3, config.hidden_size)
+  assert tuple(model.output_layer.output_weights.shape) == (3, config.hidden_size)
   # A pre-trained checkpoint lacks only the new head, which is allowed to be missing.
   report = checkpoints.init_from_checkpoint(model, minilm_dir, strict=True,
-                                            allow_missing=finetuning.CLASSIFIER_HEAD)
+                                            allow_missing=task_models.CLASSIFIER_HEAD)
   assert report.ok and len(report.loaded) == len(paths) - 2
   inputs = {"input_ids": np.array([[101, 7592, 102, 0]]), "input_mask": np.array([[1, 1, 1, 0]]),
             "segment_ids": np.zeros((1, 4), np.int32)}
@@ -142,11 +144,11 @@ def test_classifier_head_has_googles_names_and_loads_hf_weights(minilm_dir):
   pooled = model.bert({"input_ids": inputs["input_ids"], "input_mask": inputs["input_mask"]},
                       training=False)["pooled_output"]
   np.testing.assert_allclose(
-      logits, np.asarray(pooled) @ np.asarray(model.output_weights).T, atol=1e-5)
+      logits, np.asarray(pooled) @ np.asarray(model.output_layer.output_weights).T, atol=1e-5)
 
 
 def test_train_input_is_sharded_by_rank_and_reshuffled():
-  import finetuning  # pylint: disable=import-outside-toplevel
+  from bert import finetuning
   arrays = {"input_ids": np.arange(10, dtype=np.int32)[:, None] * np.ones((1, 3), np.int32),
             "label_ids": np.arange(10, dtype=np.int32)}
   seen = []

@@ -5,9 +5,10 @@ import pathlib
 import shutil
 
 import pytest
+import tiny
+from finetuning_helpers import run_script
 
-import ner_data
-from finetuning_helpers import read_results, run_script, write_tiny_config
+from bert import ner_data
 
 NER = pathlib.Path(__file__).parent / "data" / "ner"
 WINDOWS = {"max_seq_length": 16, "doc_stride": 5}  # as in test_ner_data: entities are cut
@@ -28,7 +29,7 @@ def trained(repo_dir, uncased_vocab, tmp_path_factory):
   (all three the same file)."""
   tmp_path = tmp_path_factory.mktemp("ner")
   flags = {"vocab_file": uncased_vocab, "data_dir": _data_dir(tmp_path / "data"),
-           "bert_config_file": write_tiny_config(tmp_path / "bert_config.json", 30522,
+           "bert_config_file": tiny.write_config(tmp_path / "bert_config.json", 30522,
                                                  dropout=0.0, max_position_embeddings=32),
            "output_dir": tmp_path / "out", "train_batch_size": 8, "num_train_epochs": 40,
            "learning_rate": 3e-3, "log_freq": 50, **WINDOWS}
@@ -39,7 +40,7 @@ def trained(repo_dir, uncased_vocab, tmp_path_factory):
 
 def test_overfit_recovers_the_tags(trained):
   _, output_dir = trained
-  results = read_results(output_dir / "eval_results.txt")
+  results = tiny.read_results(output_dir / "eval_results.txt")
   assert float(results["eval_f1"]) == 1.0
   assert float(results["eval_precision"]) == float(results["eval_recall"]) == 1.0
   assert float(results["eval_accuracy"]) == 1.0
@@ -48,7 +49,7 @@ def test_overfit_recovers_the_tags(trained):
   for entity_type, support in (("LOC", 21), ("MISC", 3), ("ORG", 3), ("PER", 16)):
     assert float(results[f"eval_{entity_type}_f1"]) == 1.0
     assert int(results[f"eval_{entity_type}_support"]) == support
-  assert read_results(output_dir / "test_results.txt")["test_f1"] == "1.0"
+  assert tiny.read_results(output_dir / "test_results.txt")["test_f1"] == "1.0"
 
 
 def test_output_formats(trained):
@@ -84,7 +85,7 @@ def test_predict_only_reuses_the_label_list(repo_dir, trained, tmp_path):
   flags, output_dir = trained
   (output_dir / "test_results.txt").unlink()
   run_script(repo_dir, "run_ner.py", {**flags, "do_predict": True})
-  assert read_results(output_dir / "test_results.txt")["test_f1"] == "1.0"
+  assert tiny.read_results(output_dir / "test_results.txt")["test_f1"] == "1.0"
 
   data_dir = _data_dir(tmp_path / "data", dev_text="Emma B-PER\nWoodhouse I-PER\n\n"
                                                    "Highbury B-GPE\n")
@@ -98,17 +99,19 @@ def test_predict_only_reuses_the_label_list(repo_dir, trained, tmp_path):
 def test_model_loads_hugging_face_weights(minilm_dir):
   """BertTokenClassifier's variables have Google's paths: the real MiniLM (HF weights) fills
   every one but the new head (strict load), and the logits are [B, S, num_labels]."""
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  import checkpoints  # pylint: disable=import-outside-toplevel
-  import finetuning  # pylint: disable=import-outside-toplevel
-  import modeling  # pylint: disable=import-outside-toplevel
-  import run_ner  # pylint: disable=import-outside-toplevel
+  import numpy as np
+
+  import modeling
+  from bert import (
+    checkpoints,
+    task_models,
+  )
   config = modeling.BertConfig.from_json_file(str(minilm_dir / "config.json"))
-  model = run_ner.BertTokenClassifier(config, num_labels=9)
+  model = task_models.BertTokenClassifier(config, num_labels=9)
   assert {v.path for v in model.weights} - {v.path for v in model.bert.weights} == {
       "output_weights", "output_bias"}
   report = checkpoints.init_from_checkpoint(model, minilm_dir, strict=True,
-                                            allow_missing=finetuning.CLASSIFIER_HEAD)
+                                            allow_missing=task_models.CLASSIFIER_HEAD)
   assert len(report.loaded) == len(model.bert.weights)
   inputs = {"input_ids": np.array([[101, 7592, 102, 0]], np.int32),
             "input_mask": np.array([[1, 1, 1, 0]], np.int32),
@@ -117,7 +120,7 @@ def test_model_loads_hugging_face_weights(minilm_dir):
 
 
 def test_bad_input_errors(repo_dir, uncased_vocab, tmp_path):
-  config = write_tiny_config(tmp_path / "bert_config.json", 30522)
+  config = tiny.write_config(tmp_path / "bert_config.json", 30522)
   data_dir = _data_dir(tmp_path / "data")
   (data_dir / "train.txt").write_text("Emma B-PER\nWoodhouse I-PER\nsmiled\n")
   common = {"vocab_file": uncased_vocab, "bert_config_file": config, "data_dir": data_dir,

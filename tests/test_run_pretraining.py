@@ -18,9 +18,9 @@ import subprocess
 import time
 
 import numpy as np
-import pytest
-
 import pretraining_helpers as h
+import pytest
+import tiny
 
 TOLERANCE = 1e-5
 MICRO_BATCH = 4
@@ -60,10 +60,9 @@ def data(tmp_path_factory, tf) -> Data:
     for record in blocks:
       writer.write(record)
   return Data(root=root, vocab_size=vocab_size,
-              config=h.write_bert_config(root / "bert_config.json", vocab_size),
-              dropout_config=h.write_bert_config(root / "bert_config_dropout.json", vocab_size,
-                                                 hidden_dropout_prob=0.1,
-                                                 attention_probs_dropout_prob=0.1),
+              config=tiny.write_config(root / "bert_config.json", vocab_size, dropout=0.0),
+              dropout_config=tiny.write_config(root / "bert_config_dropout.json", vocab_size,
+                                               dropout=0.1),
               shard_a=shard_a, shard_b=shard_b, interleaved=interleaved,
               records_a=records_a, records_b=records_b)
 
@@ -98,8 +97,8 @@ def kill_after_first_checkpoint(args: list, output_dir: pathlib.Path, log: pathl
 def write_init_checkpoints(data: Data) -> tuple[pathlib.Path, pathlib.Path, dict]:
   """A tiny model's weights (random, not what --seed would give) as a Google TF1 checkpoint
   and a Hugging Face folder. Returns (tf1 prefix, hf folder, {Google name: array})."""
-  import checkpoints  # pylint: disable=import-outside-toplevel
-  import modeling  # pylint: disable=import-outside-toplevel
+  import modeling
+  from bert import checkpoints
   config = modeling.BertConfig.from_json_file(str(data.config))
   shapes = {name: value.shape for name, value in
             checkpoints.model_tensors(modeling.BertPretrainingModel(config)).items()}
@@ -128,10 +127,10 @@ def runs(data, init_checkpoints):
   def args(name, config=data.config, files=both_shards, **flags):
     return h.run_pretraining_args(config, files, root / name, **flags)
 
-  def trace_env(name):
+  def traced_args(name, **flags):
     trace_dir = root / f"{name}_trace"
     trace_dir.mkdir()
-    return {"BERT_RANK_TRACE_DIR": str(trace_dir)}
+    return args(name, script=h.INSTRUMENTED_RUN_PRETRAINING, trace_dir=trace_dir, **flags)
 
   pool = h.CorePool(cores=2)
   futures = {}
@@ -143,14 +142,14 @@ def runs(data, init_checkpoints):
   # start identical only if rank 0's state is broadcast (the seed alone would also agree).
   exact = dict(num_train_steps=EXACT_STEPS, init_checkpoint=tf1_prefix)
   # Two-rank jobs first: they wait for both cores.
-  start("two_ranks", 2, h.run_process, h.horovodrun_args(2, args("two_ranks", **exact)),
-        timeout=RUN_TIMEOUT, **trace_env("two_ranks"))
+  start("two_ranks", 2, h.run_process, h.horovodrun_args(2, traced_args("two_ranks", **exact)),
+        timeout=RUN_TIMEOUT)
   start("failure", 2, h.run_process,
-        h.horovodrun_args(2, args("failure", num_train_steps=8)), timeout=RUN_TIMEOUT,
-        marker=FAULT_MARKER, marker_timeout=60, BERT_INJECT_FAULT="1:3")
+        h.horovodrun_args(2, args("failure", script=h.INSTRUMENTED_RUN_PRETRAINING,
+                                  fail_at="1:3", num_train_steps=8)),
+        timeout=RUN_TIMEOUT, marker=FAULT_MARKER, marker_timeout=60)
   start("accumulation", 1, h.run_process,
-        args("accumulation", num_accumulation_steps=2, **exact),
-        timeout=RUN_TIMEOUT, **trace_env("accumulation"))
+        traced_args("accumulation", num_accumulation_steps=2, **exact), timeout=RUN_TIMEOUT)
   start("double_batch", 1, h.run_process,
         args("double_batch", files=[data.interleaved], train_batch_size=2 * MICRO_BATCH,
              **exact), timeout=RUN_TIMEOUT)
@@ -173,9 +172,9 @@ def runs(data, init_checkpoints):
     start(name, 1, h.run_process,
           args(name, init_checkpoint=path, learning_rate=0.0, num_train_steps=1),
           timeout=RUN_TIMEOUT)
-  small_vocab = h.write_bert_config(root / "bert_config_vocab100.json", vocab_size=100)
-  short_positions = h.write_bert_config(root / "bert_config_pos16.json", data.vocab_size,
-                                        max_position_embeddings=16)
+  small_vocab = tiny.write_config(root / "bert_config_vocab100.json", 100, dropout=0.0)
+  short_positions = tiny.write_config(root / "bert_config_pos16.json", data.vocab_size,
+                                      dropout=0.0, max_position_embeddings=16)
   for name, kwargs in (("bad_vocab", dict(config=small_vocab)),
                        ("bad_positions", dict(config=short_positions)),
                        ("bad_seq_length", dict(max_seq_length=h.SEQ_LENGTH - 8)),
@@ -297,7 +296,7 @@ def test_one_rank_crashing_ends_the_job(runs):
   run = result(runs, "failure")
   assert run.returncode != 0
   assert run.seconds_after_marker is not None, run.output[-3000:]
-  assert f"BERT_INJECT_FAULT: {FAULT_MARKER}" in run.output
+  assert f"RuntimeError: {FAULT_MARKER}" in run.output
   assert run.seconds_after_marker < 60
   assert "bert_model.ckpt" not in run.output  # it did not carry on to the export
 
@@ -344,7 +343,7 @@ def test_vocab_smaller_than_the_data(runs, data):
 
 def test_max_seq_length_above_max_position_embeddings(runs):
   assert_fails_before_training(result(runs, "bad_positions"),
-                               f"--max_seq_length={h.SEQ_LENGTH} is above the model's "
+                               f"max_seq_length={h.SEQ_LENGTH} is above the model's "
                                "max_position_embeddings=16", "bert_config_pos16.json")
 
 
@@ -364,7 +363,8 @@ def test_data_written_with_another_max_predictions_per_seq(runs, data):
 
 def test_eval_results(runs, data):
   result(runs, "uninterrupted").check()
-  results = h.read_results(data.root / "uninterrupted" / "eval_results.txt")
+  results = {k: float(v) for k, v in
+             tiny.read_results(data.root / "uninterrupted" / "eval_results.txt").items()}
   assert sorted(results) == ["global_step", "loss", "masked_lm_accuracy", "masked_lm_loss",
                              "next_sentence_accuracy", "next_sentence_loss"]
   assert results["global_step"] == RESUME_STEPS

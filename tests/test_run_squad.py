@@ -4,10 +4,11 @@ import json
 import pathlib
 
 import pytest
+import tiny
+from finetuning_helpers import run_script
 
-import squad_lib
 import tokenization
-from finetuning_helpers import run_script, write_tiny_config
+from bert import squad_data
 
 SQUAD = pathlib.Path(__file__).parent / "data" / "squad"
 # Small windows, so that the Owen paragraph is cut into several and "Chatto and Windus"
@@ -22,7 +23,7 @@ def _train_and_predict(repo_dir, vocab, tmp_path, data_file, version_2):
       # Without dropout, and with initial weights large enough that attention is not
       # uniform from the start: at Google's 0.02, a 32-wide model can settle on ignoring the
       # question (the v2.0 paragraphs have 2-3 questions each).
-      "bert_config_file": write_tiny_config(tmp_path / "bert_config.json", 30522, dropout=0.0,
+      "bert_config_file": tiny.write_config(tmp_path / "bert_config.json", 30522, dropout=0.0,
                                             initializer_range=0.2),
       "train_file": data_file, "predict_file": data_file, "do_train": True,
       "do_predict": True, "version_2_with_negative": version_2, "train_batch_size": 8,
@@ -39,11 +40,11 @@ def test_an_answer_spans_windows(uncased_vocab):
   """The fixture data really exercises windows: some window holds only part of the answer
   (its target is [CLS]) and another holds all of it."""
   tokenizer = tokenization.FullTokenizer(str(uncased_vocab), do_lower_case=True)
-  examples, num_skipped = squad_lib.read_squad_examples(str(SQUAD / "squad_v1.1_train.json"),
+  examples, num_skipped = squad_data.read_squad_examples(str(SQUAD / "squad_v1.1_train.json"),
                                                         is_training=True)
   assert num_skipped == 1  # "eiffel-bad": its answer text is not at answer_start.
   publisher = next(i for i, e in enumerate(examples) if e.qas_id == "owen-publisher")
-  features = [f for f in squad_lib.convert_examples_to_features(
+  features = [f for f in squad_data.convert_examples_to_features(
       examples, tokenizer, WINDOWS["max_seq_length"], WINDOWS["doc_stride"],
       WINDOWS["max_query_length"], is_training=True) if f.example_index == publisher]
   answer = tokenizer.tokenize("Chatto and Windus")
@@ -57,7 +58,7 @@ def test_an_answer_spans_windows(uncased_vocab):
 def test_overfit_returns_gold_spans(repo_dir, uncased_vocab, tmp_path, version_2):
   data_file = SQUAD / ("squad_v2.0_train.json" if version_2 else "squad_v1.1_train.json")
   output_dir = _train_and_predict(repo_dir, uncased_vocab, tmp_path, data_file, version_2)
-  dataset = squad_lib.load_squad_json(str(data_file))
+  dataset = squad_data.load_squad_json(str(data_file))
   questions = {qa["id"]: qa for article in dataset for paragraph in article["paragraphs"]
                for qa in paragraph["qas"]}
   predictions = _read(output_dir / "predictions.json")
@@ -99,7 +100,7 @@ def test_overfit_returns_gold_spans(repo_dir, uncased_vocab, tmp_path, version_2
 
 
 def test_bad_input_errors(repo_dir, uncased_vocab, tmp_path):
-  config = write_tiny_config(tmp_path / "bert_config.json", 30522)
+  config = tiny.write_config(tmp_path / "bert_config.json", 30522)
   common = {"vocab_file": uncased_vocab, "bert_config_file": config,
             "output_dir": tmp_path / "out", **WINDOWS}
   result = run_script(repo_dir, "run_squad.py", {**common, "do_predict": True}, check=False)
@@ -114,22 +115,21 @@ def test_bad_input_errors(repo_dir, uncased_vocab, tmp_path):
 
 
 def test_squad_head_has_googles_names():
-  import finetuning  # pylint: disable=import-outside-toplevel
-  import modeling  # pylint: disable=import-outside-toplevel
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  config = modeling.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-                               num_attention_heads=2, intermediate_size=64)
-  model = finetuning.BertSquad(config)
+  import numpy as np
+
+  from bert import task_models
+  config = tiny.config(100)
+  model = task_models.BertSquad(config)
   paths = [v.path for v in model.trainable_variables]
   assert [p for p in paths if not p.startswith("bert/")] == ["cls/squad/output_weights",
                                                              "cls/squad/output_bias"]
-  assert tuple(model.squad_head.output_weights.shape) == (2, 32)
+  assert tuple(model.squad_output.output_weights.shape) == (2, 32)
   inputs = {"input_ids": np.array([[1, 5, 2, 0]]), "input_mask": np.array([[1, 1, 1, 0]]),
             "segment_ids": np.array([[0, 0, 1, 0]])}
   outputs = model(inputs, training=False)
   sequence = np.asarray(model.bert({"input_ids": inputs["input_ids"],
                                     "input_mask": inputs["input_mask"],
                                     "token_type_ids": inputs["segment_ids"]})["sequence_output"])
-  expected = sequence @ np.asarray(model.squad_head.output_weights).T
+  expected = sequence @ np.asarray(model.squad_output.output_weights).T
   np.testing.assert_allclose(outputs["start_logits"], expected[..., 0], atol=1e-5)
   np.testing.assert_allclose(outputs["end_logits"], expected[..., 1], atol=1e-5)

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_text  # noqa: F401  pylint: disable=unused-import  (registers its ops)
+import tensorflow_text  # noqa: F401 (registers its ops)
+import tiny
 
 import export_saved_model
 import modeling
@@ -15,9 +16,7 @@ MAX_SEQ_LENGTH = 8
 
 @pytest.fixture(scope="module")
 def model():
-  config = modeling.BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2,
-                               num_attention_heads=4, intermediate_size=64,
-                               max_position_embeddings=16, type_vocab_size=2)
+  config = tiny.config(len(VOCAB), num_attention_heads=4, max_position_embeddings=16)
   return modeling.BertModel(config)
 
 
@@ -76,10 +75,10 @@ def test_text_serving_rejects_impossible_lengths(model, tokenizer):
 
 
 def test_cli_exports_text_model_from_a_checkpoint(model, tokenizer, tmp_path, repo_dir):
-  import subprocess  # pylint: disable=import-outside-toplevel
-  import sys  # pylint: disable=import-outside-toplevel
+  import subprocess
+  import sys
 
-  import checkpoints  # pylint: disable=import-outside-toplevel
+  from bert import checkpoints
   folder = tmp_path / "ckpt"
   checkpoints.write_tf1_checkpoint(checkpoints.model_tensors(model),
                                    str(folder / "bert_model.ckpt"))

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import tokenization
-import tokenization_tf
+from bert import graph_tokenizer
 
 # (name, text): every edge case the fast path must reproduce exactly, cased and uncased.
 EDGE_CASES = [
@@ -25,14 +25,17 @@ EDGE_CASES = [
     ("cjk", "\u4e2d\u6587\u5b57\u7b26 and \u65e5\u672c\u8a9e\u3067\u3059"),
     ("cjk_compat", "\uf900\uf901 \U0002f800 \U00020000\U0002a700"),
     ("hangul", "\ud55c\uad6d\uc5b4 \ud14c\uc2a4\ud2b8"),
-    ("accents_precomposed", "Caf\u00e9 na\u00efve r\u00e9sum\u00e9 \u00c5ngstr\u00f6m \u00d1and\u00fa"),
+    ("accents_precomposed",
+     "Caf\u00e9 na\u00efve r\u00e9sum\u00e9 \u00c5ngstr\u00f6m \u00d1and\u00fa"),
     ("accents_combining", "Cafe\u0301 nai\u0308ve \u1e9b\u0323 a\u0328\u0301"),
     ("ascii_symbols", "$5+3<4=>2^8`x|y~z"),
-    ("unicode_punctuation", "\u00bfQu\u00e9? \u00abok\u00bb \u2014 \u201cquote\u201d \u2026 \u3002\u300c\u300d"),
+    ("unicode_punctuation",
+     "\u00bfQu\u00e9? \u00abok\u00bb \u2014 \u201cquote\u201d \u2026 \u3002\u300c\u300d"),
     ("symbols_not_punctuation", "\u00a9 \u00ae \u20ac100 \u00b0C \u00bd \u2122 \u221e"),
     ("emoji", "emoji \U0001f600\U0001f44d\U0001f3fd \u2764\ufe0f \U0001f468\u200d\U0001f469"),
     ("mixed_scripts", "\u041f\u0440\u0438\u0432\u0435\u0442 \u03ba\u03cc\u03c3\u03bc\u03b5 "
-                      "\u0645\u0631\u062d\u0628\u0627 \u05e9\u05dc\u05d5\u05dd \u0928\u092e\u0938\u094d\u0924\u0947"),
+                      "\u0645\u0631\u062d\u0628\u0627 \u05e9\u05dc\u05d5\u05dd "
+                      "\u0928\u092e\u0938\u094d\u0924\u0947"),
     ("greek_final_sigma", "\u039f\u0394\u039f\u03a3 \u03a3\u039f\u03a6\u039f\u03a3. \u03a3"),
     ("casing_specials", "\u0130stanbul STRASSE Stra\u00dfe \ufb03 \u01c5 \u1e9e \u13a0"),
     ("continuations", "unaffable unwanted running playing"),
@@ -211,7 +214,7 @@ def test_batches_threads_and_python_rows_keep_order(tokenizers):
 @pytest.mark.parametrize("do_lower_case", [True, False], ids=["uncased", "cased"])
 def test_in_graph_module_exact_except_documented_python_rows(tokenizers, do_lower_case):
   tokenizer = tokenizers[do_lower_case]
-  module = tokenizer.tf_tokenizer()
+  module = graph_tokenizer.for_tokenizer(tokenizer)
   texts = [text for _, text in EDGE_CASES]
   python_rows = module.rows_needing_python(texts)
   names = {EDGE_CASES[i][0] for i in python_rows}
@@ -250,15 +253,15 @@ def _single_char_texts(chars):
 @pytest.mark.parametrize("do_lower_case", [True, False], ids=["uncased", "cased"])
 def test_every_fast_bert_character_is_exact(do_lower_case):
   """Exhaustive: every character routed to FastBertTokenizer, alone and inside a word."""
-  tables = tokenization_tf._char_tables(do_lower_case)
+  tables = graph_tokenizer._char_tables(do_lower_case)
   pattern = tables.fast_bert_class
-  chars = [chr(cp) for low, high in ((0, 0x7F), *tokenization_tf._FAST_BERT_BLOCKS)
+  chars = [chr(cp) for low, high in ((0, 0x7F), *graph_tokenizer._FAST_BERT_BLOCKS)
            for cp in range(low, high + 1)
-           if tokenization_tf._fast_bert_safe(chr(cp), tables.table.get(chr(cp), chr(cp)),
+           if graph_tokenizer._fast_bert_safe(chr(cp), tables.table.get(chr(cp), chr(cp)),
                                            do_lower_case)]
   assert len(chars) > 80000  # ASCII, Latin, Greek, Cyrillic, ..., CJK, kana.
   # The module's routing class is exactly this set (no other block character, nothing else).
-  block_chars = [chr(cp) for low, high in ((0, 0x7F), *tokenization_tf._FAST_BERT_BLOCKS)
+  block_chars = [chr(cp) for low, high in ((0, 0x7F), *graph_tokenizer._FAST_BERT_BLOCKS)
                  for cp in range(low, high + 1)]
   routed = tf.strings.regex_full_match(block_chars, pattern).numpy().tolist()
   assert [c for c, r in zip(block_chars, routed) if r] == chars
@@ -266,12 +269,12 @@ def test_every_fast_bert_character_is_exact(do_lower_case):
       ["\u2026", "\U0001f600", "\U000e0001", "\x00", "\U00030000"], pattern).numpy())
   # The ~90k CJK ideographs all take the same branch everywhere: every 16th and each range's
   # ends keep the test quick; every other character is checked.
-  cjk_ends = {chr(end) for rng in tokenization._CJK_RANGES for end in rng}
+  cjk_ends = {chr(end) for rng in tokenization.CJK_RANGES for end in rng}
   chars = [c for i, c in enumerate(chars)
-           if not tokenization._is_chinese_char(ord(c)) or i % 16 == 0 or c in cjk_ends]
+           if not tokenization.is_chinese_char(ord(c)) or i % 16 == 0 or c in cjk_ends]
   texts = _single_char_texts(chars)
   vocab = _vocab_covering(texts, do_lower_case)
-  module = tokenization_tf.FastWordpieceIds(vocab, do_lower_case)
+  module = graph_tokenizer.FastWordpieceIds(vocab, do_lower_case)
   assert bool(tf.reduce_all(tf.strings.regex_full_match(texts, pattern + "*")))
   index = {t: i for i, t in enumerate(vocab)}
   basic = tokenization.BasicTokenizer(do_lower_case)
@@ -286,7 +289,7 @@ def test_every_fast_bert_character_is_exact(do_lower_case):
 @pytest.mark.parametrize("do_lower_case", [True, False], ids=["uncased", "cased"])
 def test_every_bmp_character_is_exact_in_graph(do_lower_case):
   """Exhaustive over the Basic Multilingual Plane, through whichever route the module picks."""
-  python_only = tokenization_tf._char_tables(do_lower_case).python_only
+  python_only = graph_tokenizer._char_tables(do_lower_case).python_only
   chars = [chr(cp) for cp in range(1, 0x10000) if not 0xD800 <= cp <= 0xDFFF
            and not python_only.match(chr(cp))]
   texts = _single_char_texts(chars)
@@ -294,7 +297,7 @@ def test_every_bmp_character_is_exact_in_graph(do_lower_case):
   index = {t: i for i, t in enumerate(vocab)}
   basic = tokenization.BasicTokenizer(do_lower_case)
   wordpiece = tokenization.WordpieceTokenizer(index)
-  module = tokenization_tf.FastWordpieceIds(vocab, do_lower_case)
+  module = graph_tokenizer.FastWordpieceIds(vocab, do_lower_case)
   got = module(tf.constant(texts)).to_list()
   mismatches = [
       text for text, ids in zip(texts, got)
@@ -412,7 +415,7 @@ def test_tf_tokenizer_survives_saved_model(tokenizers, tmp_path):
   # dropped in-graph exactly as convert_to_unicode drops it.
   texts = ["Hello, World!", "\u00c9t\u00e9 \u2026 \u4e2d\u6587", "", "a\x00b",
            b"caf\xc3\xa9 ab\xffcd \xe4\xb8 end", b"\xc3", b"x\xed\xa0\x80y"]
-  tf.saved_model.save(tokenizer.tf_tokenizer(), str(tmp_path / "tokenizer"))
+  tf.saved_model.save(graph_tokenizer.for_tokenizer(tokenizer), str(tmp_path / "tokenizer"))
   restored = tf.saved_model.load(str(tmp_path / "tokenizer"))
   got = restored(tf.constant(texts))
   assert got.to_list() == [python_ids(tokenizer, t) for t in texts]
@@ -426,7 +429,7 @@ def test_tf_tokenizer_survives_saved_model(tokenizers, tmp_path):
 
 @pytest.fixture(scope="module")
 def spm_model(austen_files, tmp_path_factory):
-  import sentencepiece  # pylint: disable=import-outside-toplevel
+  import sentencepiece
   with gzip.open(austen_files[0], "rt", encoding="utf-8") as f:
     lines = [line for line in f.read().splitlines() if line.strip()][:3000]
   prefix = tmp_path_factory.mktemp("spm") / "sp"
@@ -447,7 +450,7 @@ def test_sentencepiece_round_trip(spm_model, do_lower_case):
   texts = lines[:500] + ["Emma [MASK] Woodhouse [SEP] \u00e9t\u00e9 \U0001f600", ""]
   ids = tokenizer.tokenize_to_ids(texts)
   assert ids == [tokenizer.convert_tokens_to_ids(tokenizer.tokenize(t)) for t in texts]
-  assert tokenizer.tf_tokenizer()(tf.constant(texts)).to_list() == ids
+  assert graph_tokenizer.for_tokenizer(tokenizer)(tf.constant(texts)).to_list() == ids
   for text, row in zip(lines[:500], ids):
     expected = " ".join(text.split())
     decoded = tokenizer.sp_model.decode(row)
@@ -460,7 +463,7 @@ def test_sentencepiece_round_trip(spm_model, do_lower_case):
 
 
 def test_sentencepiece_model_without_special_tokens_is_rejected(austen_files, tmp_path):
-  import sentencepiece  # pylint: disable=import-outside-toplevel
+  import sentencepiece
   with gzip.open(austen_files[0], "rt", encoding="utf-8") as f:
     lines = [line for line in f.read().splitlines() if line.strip()][:2000]
   sentencepiece.SentencePieceTrainer.train(

@@ -7,8 +7,8 @@
 * `convert_sentences_to_features`: each word is WordPiece-tokenised on its own; its label
   goes on its first piece, the other pieces get weight 0 in the loss (as GluonNLP and Hugging
   Face do). A sentence longer than max_seq_length - 2 pieces is cut into windows doc_stride
-  pieces apart (squad_lib.make_doc_spans), so no word is lost; each word is predicted by the
-  window that gives its first piece the most context (squad_lib's max-context rule: the
+  pieces apart (squad_data.make_doc_spans), so no word is lost; each word is predicted by the
+  window that gives its first piece the most context (squad_data's max-context rule: the
   largest min(pieces to the left, pieces to the right), ties to the longer, then the first
   window). Training uses the labels of every window.
 * `entity_scores`: entity-level precision / recall / F1, micro-averaged and per type, with
@@ -18,11 +18,11 @@
 import collections
 import dataclasses
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-import squad_lib
+from bert import squad_data
 
 DOCSTART = "-DOCSTART-"
 # Tags that carry an entity: a B/I/E/S prefix, a dash, a type ("B-PER", "S-MISC"); or "O".
@@ -164,11 +164,11 @@ def word_piece_ids(sentences: Sequence[Sentence], tokenizer) -> list:
   """The WordPiece ids of every word: list (per sentence) of lists (per word) of int lists.
 
   Words are tokenised one by one (as split in the file); large inputs go in one batch
-  through the tokenizer's tokenize_to_ids when it has one. A word that tokenises to nothing
+  through the tokenizer's tokenize_to_ids. A word that tokenises to nothing
   (e.g. only control characters) becomes [UNK], so that every word has a first piece.
   """
   words = [word for sentence in sentences for word in sentence.words]
-  if hasattr(tokenizer, "tokenize_to_ids") and len(words) >= BATCH_TOKENIZATION_MIN_WORDS:
+  if len(words) >= BATCH_TOKENIZATION_MIN_WORDS:
     ids = [list(piece_ids) for piece_ids in tokenizer.tokenize_to_ids(words)]
   else:
     ids = [tokenizer.convert_tokens_to_ids(tokenizer.tokenize(word)) for word in words]
@@ -208,8 +208,8 @@ def convert_sentences_to_features(sentences: Sequence[Sentence], label_list: Seq
       zip(sentences, word_piece_ids(sentences, tokenizer))):
     piece_ids = [i for ids in word_ids for i in ids]
     first_piece = np.cumsum([0] + [len(ids) for ids in word_ids[:-1]])  # [num_words]
-    spans = squad_lib.make_doc_spans(len(piece_ids), max_pieces, doc_stride)
-    is_max_context = squad_lib.max_context_flags(spans, len(piece_ids))
+    spans = squad_data.make_doc_spans(len(piece_ids), max_pieces, doc_stride)
+    is_max_context = squad_data.max_context_flags(spans, len(piece_ids))
     for span_index, span in enumerate(spans):
       input_ids = np.zeros(max_seq_length, np.int32)
       input_ids[0] = cls_id
@@ -354,13 +354,14 @@ def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[st
   scores.update(num_gold=len(gold_entities), num_predicted=len(predicted_entities),
                 num_correct=len(correct), per_type={})
   types = sorted({e[1] for e in gold_entities | predicted_entities})
+  def count(entities, entity_type):
+    return sum(1 for e in entities if e[1] == entity_type)
   for entity_type in types:
-    def count(entities):
-      return sum(1 for e in entities if e[1] == entity_type)
-    precision, recall, f1 = _precision_recall_f1(count(correct), count(predicted_entities),
-                                                 count(gold_entities))
+    precision, recall, f1 = _precision_recall_f1(count(correct, entity_type),
+                                                 count(predicted_entities, entity_type),
+                                                 count(gold_entities, entity_type))
     scores["per_type"][entity_type] = {"precision": precision, "recall": recall, "f1": f1,
-                                       "support": count(gold_entities)}
+                                       "support": count(gold_entities, entity_type)}
   return scores
 
 

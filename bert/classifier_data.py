@@ -29,12 +29,12 @@ few rows broken by embedded newlines; Google-style silent skipping is not done: 
 skip_malformed_rows=True (flag --skip_malformed_rows) to skip rows with a wrong column count,
 which are then counted in `num_skipped_rows` and logged with their line numbers.
 
-Feature conversion and metrics live in classifier_features.py and are re-exported here.
+Feature conversion and metrics live in bert/classifier_features.py and are re-exported here.
 """
 import dataclasses
 import logging
 import os
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,8 @@ class InputExample:
   """
   guid: str
   text_a: str
-  text_b: Optional[str] = None
-  label: Optional[object] = None
+  text_b: str | None = None
+  label: object | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,11 +62,11 @@ class TsvLayout:
   """
   description: str
   text_a: int
-  text_b: Optional[int] = None
-  label: Optional[int] = None
+  text_b: int | None = None
+  label: int | None = None
   has_header: bool = True
-  num_columns: Optional[int] = None
-  filter_column: Optional[int] = None
+  num_columns: int | None = None
+  filter_column: int | None = None
 
 
 def _read_rows(path: str, layout: TsvLayout, skip_malformed_rows: bool = False):
@@ -129,7 +129,7 @@ class DataProcessor:
   Subclasses set `labels` (None for regression), `files`: set name -> (path relative to
   data_dir, TsvLayout), and optionally `label_aliases` (read label -> canonical label).
   """
-  labels: Optional[Sequence[str]] = ()
+  labels: Sequence[str] | None = ()
   files: dict = {}
   label_aliases: dict = {}
   dev_set_names: tuple = ("dev",)
@@ -147,7 +147,7 @@ class DataProcessor:
   def num_skipped_rows(self) -> int:
     return sum(len(lines) for lines in self.skipped_rows.values())
 
-  def get_labels(self) -> Optional[list]:
+  def get_labels(self) -> list | None:
     """The label strings in label-id order; None for a regression task."""
     return None if self.labels is None else list(self.labels)
 
@@ -168,7 +168,7 @@ class DataProcessor:
     relative_path, layout = self.files[set_name]
     return self._read_examples(os.path.join(data_dir, relative_path), layout, set_name)
 
-  def _filter_value(self) -> Optional[str]:
+  def _filter_value(self) -> str | None:
     return None
 
   def _read_examples(self, path: str, layout: TsvLayout, set_name: str) -> list:
@@ -233,14 +233,14 @@ class XnliProcessor(DataProcessor):
   def get_examples(self, data_dir: str, set_name: str) -> list:
     # Google's path is XNLI1.0/; the XNLI-1.0.zip download unpacks to XNLI-1.0/.
     relative_path, layout = self.files.get(set_name, (None, None))
-    if relative_path and relative_path.startswith("XNLI1.0"):
-      if not os.path.exists(os.path.join(data_dir, relative_path)):
+    if (relative_path and relative_path.startswith("XNLI1.0")
+        and not os.path.exists(os.path.join(data_dir, relative_path))):
         dashed = relative_path.replace("XNLI1.0", "XNLI-1.0", 1)
         if os.path.exists(os.path.join(data_dir, dashed)):
           return self._read_examples(os.path.join(data_dir, dashed), layout, set_name)
     return super().get_examples(data_dir, set_name)
 
-  def _filter_value(self) -> Optional[str]:
+  def _filter_value(self) -> str | None:
     return self.language
 
 
@@ -349,7 +349,7 @@ class TsvProcessor(DataProcessor):
   """
 
   def __init__(self, label_list: Sequence[str], text_a_column: int = 0,
-               text_b_column: Optional[int] = None, label_column: int = 1,
+               text_b_column: int | None = None, label_column: int = 1,
                has_header: bool = False, skip_malformed_rows: bool = False):
     super().__init__(skip_malformed_rows)
     if not label_list:
@@ -385,11 +385,3 @@ def get_processor(task_name: str, **kwargs) -> DataProcessor:
   if name not in PROCESSORS:
     raise ValueError(f"Task not found: {task_name!r}; known tasks: {sorted(PROCESSORS)}")
   return PROCESSORS[name](**kwargs)
-
-
-# pylint: disable=wrong-import-position,unused-import
-from classifier_features import (InputFeatures, accuracy, convert_examples_to_features,
-                                 convert_single_example, f1_score, iterate_feature_batches,
-                                 matthews_corrcoef, pearson_corrcoef, spearman_corrcoef,
-                                 task_metrics, truncate_seq_pair, write_eval_results,
-                                 write_test_results)

@@ -188,10 +188,10 @@ def _load_hf_state_dict(path):
     path = next(os.path.join(path, name) for name in HF_WEIGHT_FILES
                 if os.path.exists(os.path.join(path, name)))
   if path.endswith(".safetensors"):
-    from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
+    from safetensors.numpy import load_file
     return load_file(path)
   try:
-    import torch  # pylint: disable=import-outside-toplevel
+    import torch
   except ImportError as e:
     raise ImportError(f"{path}: reading pytorch_model.bin needs PyTorch, which is not "
                       "installed; install torch or convert the weights to safetensors.") from e
@@ -231,7 +231,7 @@ def read_hf_checkpoint(path):
 def write_hf_checkpoint(tensors, config, output_dir):
   """Writes {Google name: array} as Hugging Face model.safetensors + config.json. With
   pre-training heads the layout is BertForPreTraining's ("bert." prefix), else BertModel's."""
-  from safetensors.numpy import save_file  # pylint: disable=import-outside-toplevel
+  from safetensors.numpy import save_file
   has_heads = any(name.startswith("cls/") for name in tensors)
   state = {}
   for name, value in tensors.items():
@@ -389,11 +389,16 @@ def model_tensors(model, names=None):
           if names is None or v.path in names}
 
 
+def checkpoint_folder(path):
+  """(format, the folder holding the checkpoint at `path`: its config and vocab live there)."""
+  fmt, resolved = detect_format(path)
+  return fmt, (resolved if os.path.isdir(resolved) else os.path.dirname(resolved))
+
+
 def config_for_checkpoint(path, config_file=None):
   """Finds and reads the BertConfig beside a checkpoint (bert_config.json or config.json)."""
   if config_file is None:
-    fmt, resolved = detect_format(path)
-    folder = resolved if os.path.isdir(resolved) else os.path.dirname(resolved)
+    fmt, folder = checkpoint_folder(path)
     candidates = [os.path.join(folder, n) for n in ("bert_config.json", "config.json")]
     config_file = next((c for c in candidates if os.path.exists(c)), None)
     if config_file is None:

@@ -28,10 +28,11 @@ import bisect
 import dataclasses
 import gzip
 import random
-from typing import Iterator
+from collections.abc import Iterator
+from typing import NamedTuple
 
-from absl import logging
 import numpy as np
+from absl import logging
 
 import tokenization
 
@@ -42,7 +43,51 @@ except ImportError as error:
   raise ImportError(f"{error}: the C extensions of native/ are not built; run "
                     "scripts/setup.sh (or `pip install --no-build-isolation ./native`).") from error
 
-SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[MASK]")
+# Of tokenization.SPECIAL_TOKENS, those that pre-training data and masking need.
+MASKING_TOKENS = ("[CLS]", "[SEP]", "[MASK]")
+
+# ----------------------------------------------------------------------------------------------
+# Google's pre-training features: the one schema the writer and every reader use.
+
+# name -> (dtype on disk, length: "seq" = max_seq_length, "predictions" =
+# max_predictions_per_seq, or a number). In memory, int64 features are int32.
+FEATURES = {
+    "input_ids": ("int64", "seq"),
+    "input_mask": ("int64", "seq"),
+    "segment_ids": ("int64", "seq"),
+    "masked_lm_positions": ("int64", "predictions"),
+    "masked_lm_ids": ("int64", "predictions"),
+    "masked_lm_weights": ("float32", "predictions"),
+    "next_sentence_labels": ("int64", 1),
+}
+MASKED_LM_FEATURES = ("masked_lm_positions", "masked_lm_ids", "masked_lm_weights")
+
+
+def feature_lengths(max_seq_length: int, max_predictions_per_seq: int,
+                    masked: bool = True) -> dict[str, int]:
+  """{name: length} of the features of masked (or unmasked: no masked_lm_*) instances."""
+  sizes = {"seq": max_seq_length, "predictions": max_predictions_per_seq}
+  return {name: sizes.get(length, length) for name, (_, length) in FEATURES.items()
+          if masked or name not in MASKED_LM_FEATURES}
+
+
+class InstanceSpan(NamedTuple):
+  """One instance as offsets into its chunk's token ids: segment A is
+  token_ids[start_a:end_a], B is token_ids[start_b:end_b]. Arrays of spans are int64
+  [N, 5] in this field order."""
+  start_a: int
+  end_a: int
+  start_b: int
+  end_b: int
+  is_random_next: int
+
+
+IS_RANDOM_NEXT = InstanceSpan._fields.index("is_random_next")  # Its column in span arrays.
+
+
+def span_array(spans: list[InstanceSpan]) -> np.ndarray:
+  """int64 [len(spans), 5] (also for no spans)."""
+  return np.asarray(spans, dtype=np.int64).reshape(-1, len(InstanceSpan._fields))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -205,15 +250,14 @@ def _truncate_pair(start_a, end_a, start_b, end_b, max_num_tokens, rng: random.R
 
 
 def create_instance_spans(chunk: TokenizedChunk, max_seq_length: int, short_seq_prob: float,
-                          rng: random.Random) -> list[tuple[int, int, int, int, int]]:
+                          rng: random.Random) -> list[InstanceSpan]:
   """One pass of Google's create_instances_from_document over every document of the chunk.
 
   Google's rng.randint(a, b) is drawn as a + floor(rng.random() * (b - a + 1)), the same
   distribution up to 2**-53 and several times cheaper.
 
   Returns:
-    (start_a, end_a, start_b, end_b, is_random_next) per instance, offsets into
-    chunk.token_ids.
+    an InstanceSpan per instance, offsets into chunk.token_ids.
   """
   max_num_tokens = max_seq_length - 3
   starts = chunk.sentence_starts
@@ -257,8 +301,8 @@ def create_instance_spans(chunk: TokenizedChunk, max_seq_length: int, short_seq_
         is_random_next = 0
         start_b, end_b = end_a, starts[end_sentence]
         next_group_first = end_sentence
-      spans.append(
-          _truncate_pair(start_a, end_a, start_b, end_b, max_num_tokens, rng) + (is_random_next,))
+      spans.append(InstanceSpan(
+          *_truncate_pair(start_a, end_a, start_b, end_b, max_num_tokens, rng), is_random_next))
       group_first = next_group_first
   return spans
 
@@ -335,7 +379,7 @@ def masking_config(vocab: dict[str, int], vocab_source: str, masked_lm_prob: flo
   Raises:
     ValueError naming the vocab file when it lacks [CLS], [SEP] or [MASK], or a flag is invalid.
   """
-  missing = [token for token in SPECIAL_TOKENS if token not in vocab]
+  missing = [token for token in MASKING_TOKENS if token not in vocab]
   if missing:
     raise ValueError(f"{vocab_source}: the vocabulary lacks {', '.join(missing)}; BERT "
                      "pre-training data and masking need [CLS], [SEP] and [MASK].")
@@ -468,7 +512,7 @@ def process_chunk(chunk_index: int, pieces: list[TextPiece], tokenizer,
     for span_rng in span_rngs:
       spans.extend(create_instance_spans(chunk, config.max_seq_length, config.short_seq_prob,
                                          span_rng))
-  spans = np.asarray(spans, dtype=np.int64).reshape(-1, 5)[rng.permutation(len(spans))]
+  spans = span_array(spans)[rng.permutation(len(spans))]
   records, lengths, tokens, masked = [], [], 0, 0
   masking = config.masking
   for begin in range(0, len(spans), _SERIALIZE_BATCH):
@@ -477,17 +521,19 @@ def process_chunk(chunk_index: int, pieces: list[TextPiece], tokenizer,
         chunk.token_ids, batch, config.max_seq_length, masking.cls_id, masking.sep_id)
     input_mask = (np.arange(config.max_seq_length)[None, :] < seq_lengths[:, None])
     tokens += int(seq_lengths.sum())
-    features = [("input_ids", input_ids), ("input_mask", input_mask.astype(np.int32)),
-                ("segment_ids", segment_ids)]
+    features = {"input_ids": input_ids, "input_mask": input_mask.astype(np.int32),
+                "segment_ids": segment_ids,
+                "next_sentence_labels": batch[:, IS_RANDOM_NEXT:IS_RANDOM_NEXT + 1]}
     if config.apply_masking:
       masked_batch = mask_batch(input_ids, seq_lengths, masking, rng)
       masked += int(masked_batch.masked_lm_weights.sum())
-      features[0] = ("input_ids", masked_batch.input_ids)
-      features += [("masked_lm_positions", masked_batch.masked_lm_positions),
-                   ("masked_lm_ids", masked_batch.masked_lm_ids),
-                   ("masked_lm_weights", masked_batch.masked_lm_weights)]
-    features.append(("next_sentence_labels", batch[:, 4:5]))
-    framed, framed_lengths = encode_tfrecords(features)
+      features.update(input_ids=masked_batch.input_ids,
+                      masked_lm_positions=masked_batch.masked_lm_positions,
+                      masked_lm_ids=masked_batch.masked_lm_ids,
+                      masked_lm_weights=masked_batch.masked_lm_weights)
+    # In the schema's order.
+    framed, framed_lengths = encode_tfrecords(
+        [(name, features[name]) for name in FEATURES if name in features])
     records.append(framed)
     lengths.append(framed_lengths)
   return ChunkResult(
@@ -495,7 +541,7 @@ def process_chunk(chunk_index: int, pieces: list[TextPiece], tokenizer,
       record_lengths=np.concatenate(lengths) if lengths else np.zeros(0, np.int64),
       documents=len(chunk.document_starts) - 1, empty_documents=chunk.empty_documents,
       skipped_lines=chunk.skipped_lines, tokens=tokens, masked=masked,
-      random_next=int(spans[:, 4].sum()))
+      random_next=int(spans[:, IS_RANDOM_NEXT].sum()))
 
 
 def encode_tfrecords(features: list[tuple[str, np.ndarray]]) -> tuple[bytes, np.ndarray]:

@@ -1,13 +1,12 @@
-"""squad_lib / squad_postprocess on hand-written SQuAD v1.1 and v2.0 files."""
+"""squad_data / squad_predictions on hand-written SQuAD v1.1 and v2.0 files."""
 import json
 import pathlib
 
 import numpy as np
 import pytest
 
-import squad_lib
-import squad_postprocess
 import tokenization
+from bert import squad_data, squad_predictions
 
 SQUAD_DIR = pathlib.Path(__file__).parent / "data" / "squad"
 V1_FILE = SQUAD_DIR / "squad_v1.1_train.json"
@@ -33,14 +32,14 @@ def tokenizer(uncased_vocab):
 
 @pytest.fixture(scope="module")
 def v1_train(tokenizer):
-  examples, num_skipped = squad_lib.read_squad_examples(str(V1_FILE), is_training=True)
-  features = list(squad_lib.convert_examples_to_features(
+  examples, num_skipped = squad_data.read_squad_examples(str(V1_FILE), is_training=True)
+  features = list(squad_data.convert_examples_to_features(
       examples, tokenizer, MAX_SEQ_LENGTH, DOC_STRIDE, MAX_QUERY_LENGTH, is_training=True))
   return examples, num_skipped, features
 
 
 def test_split_on_whitespace():
-  doc_tokens, offsets = squad_lib.split_on_whitespace(" ab  c\u202fd")
+  doc_tokens, offsets = squad_data.split_on_whitespace(" ab  c\u202fd")
   assert doc_tokens == ["ab", "c", "d"]
   assert offsets == [-1, 0, 0, 0, 0, 1, 1, 2]
 
@@ -61,19 +60,19 @@ def test_read_v1_positions_and_skipped_answer(v1_train, caplog):
 
 def test_skipped_answer_is_logged(caplog):
   with caplog.at_level("WARNING"):
-    squad_lib.read_squad_examples(str(V1_FILE), is_training=True)
+    squad_data.read_squad_examples(str(V1_FILE), is_training=True)
   assert "Could not find answer of eiffel-bad" in caplog.text
   assert "skipped 1 of 6 training questions" in caplog.text
 
 
 def test_read_for_prediction_keeps_every_question():
-  examples, num_skipped = squad_lib.read_squad_examples(str(V1_FILE), is_training=False)
+  examples, num_skipped = squad_data.read_squad_examples(str(V1_FILE), is_training=False)
   assert num_skipped == 0 and len(examples) == 6
   assert all(e.start_position is None and not e.is_impossible for e in examples)
 
 
 def test_read_v2_unanswerable():
-  examples, num_skipped = squad_lib.read_squad_examples(
+  examples, num_skipped = squad_data.read_squad_examples(
       str(V2_FILE), is_training=True, version_2_with_negative=True)
   assert num_skipped == 0
   impossible = {e.qas_id: e for e in examples if e.is_impossible}
@@ -90,38 +89,38 @@ def test_bad_squad_files_name_file_and_question(tmp_path):
   path.write_text(json.dumps(bad))
   with pytest.raises(ValueError, match=r"two_answers\.json: question 'eiffel-when': .*"
                                        r"exactly 1 answer, found 2"):
-    squad_lib.read_squad_examples(str(path), is_training=True)
+    squad_data.read_squad_examples(str(path), is_training=True)
   del qa["question"]
   path.write_text(json.dumps(bad))
   with pytest.raises(ValueError, match=r"question 'eiffel-when' has no 'question' key"):
-    squad_lib.read_squad_examples(str(path), is_training=False)
+    squad_data.read_squad_examples(str(path), is_training=False)
   path.write_text('{"data": 3}')
   with pytest.raises(ValueError, match=r"two_answers\.json: expected SQuAD JSON"):
-    squad_lib.read_squad_examples(str(path), is_training=False)
+    squad_data.read_squad_examples(str(path), is_training=False)
   with pytest.raises(FileNotFoundError, match="missing.json"):
-    squad_lib.read_squad_examples(str(tmp_path / "missing.json"), is_training=False)
+    squad_data.read_squad_examples(str(tmp_path / "missing.json"), is_training=False)
 
 
 def test_doc_spans_and_max_context_by_hand():
-  spans = squad_lib.make_doc_spans(10, max_tokens_for_doc=5, doc_stride=3)
+  spans = squad_data.make_doc_spans(10, max_tokens_for_doc=5, doc_stride=3)
   assert spans == [(0, 5), (3, 5), (6, 4)]
   # Token 3: span 0 scores min(3, 1) + 0.05, span 1 min(0, 4) + 0.05 -> span 0.
-  assert [squad_lib.check_is_max_context(spans, i, 3) for i in range(2)] == [True, False]
+  assert [squad_data.check_is_max_context(spans, i, 3) for i in range(2)] == [True, False]
   # Token 4: span 0 min(4, 0), span 1 min(1, 3) -> span 1.
-  assert [squad_lib.check_is_max_context(spans, i, 4) for i in range(2)] == [False, True]
+  assert [squad_data.check_is_max_context(spans, i, 4) for i in range(2)] == [False, True]
   # Token 7: span 1 min(4, 0) + 0.05, span 2 min(1, 2) + 0.04 -> span 2.
-  assert [squad_lib.check_is_max_context(spans, i, 7) for i in (1, 2)] == [False, True]
-  assert squad_lib.make_doc_spans(4, 5, 3) == [(0, 4)]
-  assert squad_lib.make_doc_spans(0, 5, 3) == []
+  assert [squad_data.check_is_max_context(spans, i, 7) for i in (1, 2)] == [False, True]
+  assert squad_data.make_doc_spans(4, 5, 3) == [(0, 4)]
+  assert squad_data.make_doc_spans(0, 5, 3) == []
 
 
 @pytest.mark.parametrize("num_tokens, max_tokens, stride", [
     (10, 5, 3), (50, 19, 6), (7, 7, 2), (33, 8, 8), (40, 10, 1), (3, 5, 3)])
 def test_vectorised_max_context_equals_google_check(num_tokens, max_tokens, stride):
-  spans = squad_lib.make_doc_spans(num_tokens, max_tokens, stride)
-  flags = squad_lib.max_context_flags(spans, num_tokens)
+  spans = squad_data.make_doc_spans(num_tokens, max_tokens, stride)
+  flags = squad_data.max_context_flags(spans, num_tokens)
   expected = [[spans[i].start <= p < spans[i].start + spans[i].length
-               and squad_lib.check_is_max_context(spans, i, p) for p in range(num_tokens)]
+               and squad_data.check_is_max_context(spans, i, p) for p in range(num_tokens)]
               for i in range(len(spans))]
   assert flags.tolist() == expected
 
@@ -129,7 +128,7 @@ def test_vectorised_max_context_equals_google_check(num_tokens, max_tokens, stri
 def test_features_layout(v1_train, tokenizer):
   examples, _, features = v1_train
   assert [f.unique_id for f in features] == list(
-      range(squad_lib.FIRST_UNIQUE_ID, squad_lib.FIRST_UNIQUE_ID + len(features)))
+      range(squad_data.FIRST_UNIQUE_ID, squad_data.FIRST_UNIQUE_ID + len(features)))
   for feature in features:
     example = examples[feature.example_index]
     query = tokenizer.tokenize(example.question_text)[:MAX_QUERY_LENGTH]
@@ -148,9 +147,9 @@ def test_features_layout(v1_train, tokenizer):
 
 
 def test_query_is_truncated(tokenizer):
-  example = squad_lib.SquadExample("q", "one two three four five six seven eight nine ten "
+  example = squad_data.SquadExample("q", "one two three four five six seven eight nine ten "
                                    "eleven twelve", ["Some", "context."])
-  (feature,) = squad_lib.convert_examples_to_features(
+  (feature,) = squad_data.convert_examples_to_features(
       [example], tokenizer, MAX_SEQ_LENGTH, DOC_STRIDE, max_query_length=4,
       is_training=False)
   assert feature.tokens == ["[CLS]", "one", "two", "three", "four", "[SEP]", "some",
@@ -195,15 +194,15 @@ def test_training_positions_and_answer_spanning_windows(v1_train, tokenizer):
 
 
 def test_v2_unanswerable_targets_cls(tokenizer):
-  examples, _ = squad_lib.read_squad_examples(str(V2_FILE), True, version_2_with_negative=True)
-  features = list(squad_lib.convert_examples_to_features(
+  examples, _ = squad_data.read_squad_examples(str(V2_FILE), True, version_2_with_negative=True)
+  features = list(squad_data.convert_examples_to_features(
       examples, tokenizer, 64, 16, 16, is_training=True))
   for f in features:
     if examples[f.example_index].is_impossible:
       assert (f.start_position, f.end_position, f.is_impossible) == (0, 0, True)
     else:
       assert f.start_position > 0 and not f.is_impossible
-  arrays = squad_lib.features_to_arrays(features, is_training=True)
+  arrays = squad_data.features_to_arrays(features, is_training=True)
   assert arrays["input_ids"].shape == (len(features), 64)
   assert arrays["input_ids"].dtype == np.int32
   assert arrays["is_impossible"].tolist() == [int(f.is_impossible) for f in features]
@@ -212,12 +211,12 @@ def test_v2_unanswerable_targets_cls(tokenizer):
 
 def test_window_too_small_is_an_error(tokenizer):
   with pytest.raises(ValueError, match="leaves 0 document tokens"):
-    list(squad_lib.convert_examples_to_features([], tokenizer, 13, 4, 10, False))
+    list(squad_data.convert_examples_to_features([], tokenizer, 13, 4, 10, False))
 
 
 def test_batched_tokenization_gives_identical_features(v1_train, tokenizer):
   examples, _, features = v1_train
-  slow = list(squad_lib.convert_examples_to_features(
+  slow = list(squad_data.convert_examples_to_features(
       examples, tokenizer, MAX_SEQ_LENGTH, DOC_STRIDE, MAX_QUERY_LENGTH, is_training=True,
       batched_tokenization=False, chunk_size=2))
   assert slow == features
@@ -238,7 +237,7 @@ def _peaked_results(features, gold_positions, seed=0, cls_logit=-5.0):
     if start is not None:
       start_logits[start] += 10.0
       end_logits[end] += 10.0
-    results.append(squad_lib.RawResult(feature.unique_id, start_logits.astype(np.float32),
+    results.append(squad_predictions.RawResult(feature.unique_id, start_logits.astype(np.float32),
                                        end_logits.astype(np.float32)))
   return results
 
@@ -256,7 +255,7 @@ def test_v1_postprocessing_recovers_gold_spans(v1_train):
   positions = [(f.start_position, f.end_position) if f.start_position > 0 else (None, None)
                for f in features]
   results = _peaked_results(features, positions)
-  predictions, nbest, scores_diff = squad_lib.compute_predictions(
+  predictions, nbest, scores_diff = squad_predictions.compute_predictions(
       examples, features, results[::-1], n_best_size=5, max_answer_length=30,
       do_lower_case=True)
   assert dict(predictions) == V1_EXPECTED
@@ -267,14 +266,14 @@ def test_v1_postprocessing_recovers_gold_spans(v1_train):
     scores = [e["start_logit"] + e["end_logit"] for e in entries]
     assert scores == sorted(scores, reverse=True)
     assert len({e["text"] for e in entries}) == len(entries)  # Duplicates removed.
-  scores = squad_lib.evaluate_predictions(_dataset_without(V1_FILE, {"eiffel-bad"}),
+  scores = squad_predictions.evaluate_predictions(_dataset_without(V1_FILE, {"eiffel-bad"}),
                                           predictions)
   assert (scores["exact"], scores["f1"], scores["total"]) == (100.0, 100.0, 5)
 
 
 def test_v2_postprocessing_null_answers_and_files(tokenizer, tmp_path):
-  examples, _ = squad_lib.read_squad_examples(str(V2_FILE), True, version_2_with_negative=True)
-  features = list(squad_lib.convert_examples_to_features(
+  examples, _ = squad_data.read_squad_examples(str(V2_FILE), True, version_2_with_negative=True)
+  features = list(squad_data.convert_examples_to_features(
       examples, tokenizer, 64, 16, 16, is_training=True))
   positions = [(None, None) if f.is_impossible else (f.start_position, f.end_position)
                for f in features]
@@ -284,7 +283,7 @@ def test_v2_postprocessing_null_answers_and_files(tokenizer, tmp_path):
       result.start_logits[0] = result.end_logits[0] = 10.0
   files = [tmp_path / n for n in ("predictions.json", "nbest_predictions.json",
                                   "null_odds.json")]
-  predictions, _, scores_diff = squad_lib.write_predictions(
+  predictions, _, scores_diff = squad_predictions.write_predictions(
       examples, features, results, 20, 30, True, *map(str, files),
       version_2_with_negative=True, null_score_diff_threshold=0.0)
   assert predictions == {"curie-chem": "1911", "curie-physics": "Physics",
@@ -300,11 +299,11 @@ def test_v2_postprocessing_null_answers_and_files(tokenizer, tmp_path):
   nbest = json.loads(files[1].read_text())
   assert list(nbest["curie-peace"][0]) == ["text", "probability", "start_logit", "end_logit"]
   assert nbest["curie-peace"][0]["text"] == ""
-  scores = squad_lib.evaluate_predictions(json.loads(V2_FILE.read_text())["data"],
+  scores = squad_predictions.evaluate_predictions(json.loads(V2_FILE.read_text())["data"],
                                           predictions, na_probs=scores_diff)
   assert (scores["exact"], scores["HasAns_exact"], scores["NoAns_exact"]) == (100, 100, 100)
   # A threshold above the null-score gap answers everything.
-  predictions, _, _ = squad_lib.compute_predictions(
+  predictions, _, _ = squad_predictions.compute_predictions(
       examples, features, results, 20, 30, True, version_2_with_negative=True,
       null_score_diff_threshold=100.0)
   assert predictions["curie-peace"] != "" and predictions["thames-mouth"] != ""
@@ -314,7 +313,7 @@ def _hand_made_feature(doc_tokens, max_context=None):
   """One window [CLS] q [SEP] doc [SEP] over lower-cased doc_tokens (one piece per word)."""
   tokens = ["[CLS]", "q", "[SEP]"] + [t.lower() for t in doc_tokens] + ["[SEP]"]
   positions = range(3, 3 + len(doc_tokens))
-  return squad_lib.InputFeatures(
+  return squad_data.InputFeatures(
       unique_id=7, example_index=0, doc_span_index=0, tokens=tokens,
       token_to_orig_map={p: p - 3 for p in positions},
       token_is_max_context={p: True if max_context is None else max_context[p - 3]
@@ -324,10 +323,10 @@ def _hand_made_feature(doc_tokens, max_context=None):
 
 
 def test_nbest_order_and_probabilities_by_hand():
-  example = squad_lib.SquadExample("x", "q", ["The", "big", "cat"])
+  example = squad_data.SquadExample("x", "q", ["The", "big", "cat"])
   feature = _hand_made_feature(example.doc_tokens)
-  result = squad_lib.RawResult(7, [0, 0, 0, 3, 2, 1, 0], [0, 0, 0, 1, 2, 3, 0])
-  predictions, nbest, _ = squad_lib.compute_predictions(
+  result = squad_predictions.RawResult(7, [0, 0, 0, 3, 2, 1, 0], [0, 0, 0, 1, 2, 3, 0])
+  predictions, nbest, _ = squad_predictions.compute_predictions(
       [example], [feature], [result], n_best_size=20, max_answer_length=2,
       do_lower_case=True)
   # Spans (score): The big (5), big cat (5), The (4), big (4), cat (4); "The big cat" is
@@ -339,28 +338,28 @@ def test_nbest_order_and_probabilities_by_hand():
       [np.e / denominator] * 2 + [1 / denominator] * 3)
   # A start token whose maximum context is in another window is never a start.
   feature = _hand_made_feature(example.doc_tokens, max_context=[False, True, True])
-  predictions, nbest, _ = squad_lib.compute_predictions(
+  predictions, nbest, _ = squad_predictions.compute_predictions(
       [example], [feature], [result], 20, 2, True)
   assert predictions["x"] == "big cat"
 
 
 def test_no_valid_span_does_not_crash_issue_476():
   """google-research/bert #476: v2.0 with only the null answer in the n-best."""
-  example = squad_lib.SquadExample("x", "q", ["The", "big", "cat"])
+  example = squad_data.SquadExample("x", "q", ["The", "big", "cat"])
   feature = _hand_made_feature(example.doc_tokens)
   # With n_best_size=1 the only start and end candidates are [CLS]: no span is valid.
-  result = squad_lib.RawResult(7, [3, 0, 0, 1, 0, 0, 0], [2, 0, 0, 0, 1, 0, 0])
-  predictions, nbest, scores_diff = squad_lib.compute_predictions(
+  result = squad_predictions.RawResult(7, [3, 0, 0, 1, 0, 0, 0], [2, 0, 0, 0, 1, 0, 0])
+  predictions, nbest, scores_diff = squad_predictions.compute_predictions(
       [example], [feature], [result], n_best_size=1, max_answer_length=30,
       do_lower_case=True, version_2_with_negative=True)
-  assert [e["text"] for e in nbest["x"]] == [squad_postprocess.FALLBACK_TEXT, ""]
+  assert [e["text"] for e in nbest["x"]] == [squad_predictions.FALLBACK_TEXT, ""]
   assert scores_diff["x"] == 5.0  # Null score 3 + 2 against the fallback's 0 + 0.
   assert predictions["x"] == ""
   # SQuAD v1.1 with no valid span: Google's "empty" placeholder.
-  predictions, nbest, _ = squad_lib.compute_predictions(
+  predictions, nbest, _ = squad_predictions.compute_predictions(
       [example], [feature], [result], n_best_size=1, max_answer_length=30,
       do_lower_case=True)
-  assert predictions["x"] == squad_postprocess.FALLBACK_TEXT
+  assert predictions["x"] == squad_predictions.FALLBACK_TEXT
 
 
 @pytest.mark.parametrize("pred_text, orig_text, do_lower_case, expected", [
@@ -372,4 +371,4 @@ def test_no_valid_span_does_not_crash_issue_476():
     ("xyz", "Steve Smith's", True, "Steve Smith's"),
 ])
 def test_get_final_text(pred_text, orig_text, do_lower_case, expected):
-  assert squad_lib.get_final_text(pred_text, orig_text, do_lower_case) == expected
+  assert squad_predictions.get_final_text(pred_text, orig_text, do_lower_case) == expected

@@ -13,23 +13,17 @@ writes; every rank starts from rank 0's state, broadcast after restore.
 """
 import dataclasses
 import hashlib
-import json
 import os
 import time
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 from absl import logging
 
-import checkpoints
 import optimization
+from bert import checkpoints
 
 _POLICIES = {"fp32": "float32", "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}
-# Fault injection for the failure test: "RANK:STEP" makes that rank die at that step.
-FAULT_ENV = "BERT_INJECT_FAULT"
-# For the multi-rank tests: a folder where every rank writes rank<R>.json with sha256
-# fingerprints of its weights at the start and end of training and its first input_ids.
-TRACE_ENV = "BERT_RANK_TRACE_DIR"
 
 
 def resolve_precision(precision: str, auto_mixed_precision: bool) -> str:
@@ -46,7 +40,7 @@ def resolve_precision(precision: str, auto_mixed_precision: bool) -> str:
 
 def set_precision(precision: str) -> None:
   """Sets the Keras dtype policy; call before building the model."""
-  import keras  # pylint: disable=import-outside-toplevel
+  import keras
   keras.mixed_precision.set_global_policy(_POLICIES[precision])
 
 
@@ -66,6 +60,19 @@ class LoopConfig:
   seq_length: int = 1
 
 
+class Callback:
+  """Hooks into Trainer.train; override what you need. Called on every rank."""
+
+  def on_train_begin(self, trainer: "Trainer", step: int) -> None:
+    """Before the first step of this run (`step`: where it starts, after a resume)."""
+
+  def on_step_begin(self, trainer: "Trainer", step: int, features: dict) -> None:
+    """Before optimizer step `step` (0-based), with its stacked micro-batches [N, B, ...]."""
+
+  def on_train_end(self, trainer: "Trainer", step: int) -> None:
+    """After the last step and its checkpoint."""
+
+
 def stack_micro_batches(dataset: tf.data.Dataset, num_accumulation_steps: int) -> tf.data.Dataset:
   """Groups micro-batches into one element per optimizer step: each feature [N, B, ...]."""
   return dataset.batch(num_accumulation_steps, drop_remainder=True)
@@ -80,10 +87,13 @@ class Trainer:
     loss_fn: (model, features, training) -> dict of float32 scalars with "loss".
     world: distributed.SingleProcess or distributed.HorovodWorld.
     config: LoopConfig.
+    callbacks: Callback instances, called in order.
   """
 
-  def __init__(self, model, optimizer, loss_fn: Callable, world, config: LoopConfig):
+  def __init__(self, model, optimizer, loss_fn: Callable, world, config: LoopConfig,
+               callbacks: Sequence[Callback] = ()):
     self.model = model
+    self.callbacks = list(callbacks)
     self.optimizer = optimizer
     self.loss_fn = loss_fn
     self.world = world
@@ -229,23 +239,18 @@ class Trainer:
       logging.info("Skipping the %d steps of input already consumed", start)
     iterator = iter(dataset.skip(start))
     global_batch = cfg.micro_batch_size * self.world.size * cfg.num_accumulation_steps
-    fault_step = _injected_fault_step(self.world.rank)
-    trace_dir = os.environ.get(TRACE_ENV)
-    trace = {"rank": self.world.rank, "start_step": start,
-             "start_weights_sha256": self.weights_fingerprint()} if trace_dir else None
+    for callback in self.callbacks:
+      callback.on_train_begin(self, start)
     pending, last = [], {}
     window_start, window_step = time.perf_counter(), start
     for step in range(start, cfg.num_train_steps):
-      if step == fault_step:
-        raise RuntimeError(f"{FAULT_ENV}: injected failure on rank {self.world.rank} "
-                           f"at step {step}")
       try:
         features = next(iterator)
       except StopIteration:
         raise ValueError(f"The input ran out at step {step} of {cfg.num_train_steps}: "
                          "it must repeat for training") from None
-      if trace is not None and step == start and "input_ids" in features:
-        trace["first_input_ids"] = features["input_ids"].numpy().tolist()  # [N, B, S]
+      for callback in self.callbacks:
+        callback.on_step_begin(self, step, features)
       pending.append(self._train_step(features))
       done = step + 1
       if step == start:
@@ -257,10 +262,8 @@ class Trainer:
         pending, window_start, window_step = [], time.perf_counter(), done
       if done % cfg.save_checkpoints_steps == 0 or done == cfg.num_train_steps:
         self.save()
-    if trace is not None:
-      trace["end_weights_sha256"] = self.weights_fingerprint()
-      with open(os.path.join(trace_dir, f"rank{self.world.rank}.json"), "w") as f:
-        json.dump(trace, f)
+    for callback in self.callbacks:
+      callback.on_train_end(self, cfg.num_train_steps)
     return last
 
   def _log(self, step, pending, window_start, window_step, global_batch):
@@ -310,14 +313,6 @@ def write_results(path: str, results: dict) -> None:
   with tf.io.gfile.GFile(path, "w") as f:
     for key in sorted(results):
       f.write(f"{key} = {results[key]}\n")
-
-
-def _injected_fault_step(rank: int) -> int | None:
-  spec = os.environ.get(FAULT_ENV)
-  if not spec:
-    return None
-  fault_rank, fault_step = (int(x) for x in spec.split(":"))
-  return fault_step if fault_rank == rank else None
 
 
 def _format_seconds(seconds: float) -> str:

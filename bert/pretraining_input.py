@@ -11,25 +11,11 @@ Files written by `create_pretraining_data.py --no_masking` hold unmasked instanc
 pretraining_sources.mask_dataset (run_pretraining's --dynamic_masking).
 """
 
-import numpy as np
 import tensorflow as tf
 
+from bert import pretraining_data
+
 _GZIP_MAGIC = b"\x1f\x8b"
-
-
-def expand_input_files(patterns: str, flag_name: str = "--input_file") -> list[str]:
-  """Comma-separated files or globs -> sorted paths; a pattern matching nothing is an error
-  that names `flag_name`."""
-  files = []
-  for pattern in filter(None, (p.strip() for p in patterns.split(","))):
-    matches = sorted(tf.io.gfile.glob(pattern)) if any(c in pattern for c in "*?[") else (
-        [pattern] if tf.io.gfile.exists(pattern) else [])
-    if not matches:
-      raise FileNotFoundError(f"{flag_name}: no file matches {pattern!r}")
-    files.extend(matches)
-  if not files:
-    raise ValueError(f"{flag_name} is empty")
-  return files
 
 
 def compression_of(path: str) -> str:
@@ -38,25 +24,12 @@ def compression_of(path: str) -> str:
     return "GZIP" if f.read(2) == _GZIP_MAGIC else ""
 
 
-MASKED_LM_FEATURES = ("masked_lm_positions", "masked_lm_ids", "masked_lm_weights")
-
-
 def pretraining_features(max_seq_length: int, max_predictions_per_seq: int,
                          masked: bool = True) -> dict:
-  """Google's feature spec; without the masked_lm_* features when `masked` is False."""
-  spec = {
-      "input_ids": tf.io.FixedLenFeature([max_seq_length], tf.int64),
-      "input_mask": tf.io.FixedLenFeature([max_seq_length], tf.int64),
-      "segment_ids": tf.io.FixedLenFeature([max_seq_length], tf.int64),
-      "masked_lm_positions": tf.io.FixedLenFeature([max_predictions_per_seq], tf.int64),
-      "masked_lm_ids": tf.io.FixedLenFeature([max_predictions_per_seq], tf.int64),
-      "masked_lm_weights": tf.io.FixedLenFeature([max_predictions_per_seq], tf.float32),
-      "next_sentence_labels": tf.io.FixedLenFeature([1], tf.int64),
-  }
-  if not masked:
-    for name in MASKED_LM_FEATURES:
-      del spec[name]
-  return spec
+  """tf.io parsing spec of pretraining_data.FEATURES; no masked_lm_* when `masked` is False."""
+  lengths = pretraining_data.feature_lengths(max_seq_length, max_predictions_per_seq, masked)
+  return {name: tf.io.FixedLenFeature([length], tf.as_dtype(pretraining_data.FEATURES[name][0]))
+          for name, length in lengths.items()}
 
 
 def check_pretraining_files(files: list[str], max_seq_length: int, max_predictions_per_seq: int,
@@ -70,10 +43,7 @@ def check_pretraining_files(files: list[str], max_seq_length: int, max_predictio
   config's vocab_size (a larger id reads out of the embedding table: NaNs on GPU, as Google's
   README warns).
   """
-  expected = {"input_ids": max_seq_length, "input_mask": max_seq_length,
-              "segment_ids": max_seq_length, "next_sentence_labels": 1}
-  if masked:
-    expected.update({name: max_predictions_per_seq for name in MASKED_LM_FEATURES})
+  expected = pretraining_data.feature_lengths(max_seq_length, max_predictions_per_seq, masked)
   for path in files:
     records = tf.data.TFRecordDataset(path, compression_type=compression_of(path))
     for index, record in enumerate(records.take(records_to_check)):
@@ -101,7 +71,7 @@ def check_pretraining_files(files: list[str], max_seq_length: int, max_predictio
 
 def _check_masking_kind(path, index, feature, masked):
   """A record must be masked or unmasked as the run expects (--dynamic_masking or not)."""
-  present = [name for name in MASKED_LM_FEATURES if name in feature]
+  present = [name for name in pretraining_data.MASKED_LM_FEATURES if name in feature]
   if masked and not present:
     raise ValueError(
         f"{path}: record {index} is an unmasked instance (no masked_lm_* features, as "
@@ -167,12 +137,3 @@ def pretraining_dataset(files: list[str], batch_size: int, max_seq_length: int,
   dataset = dataset.map(_parse_fn(max_seq_length, max_predictions_per_seq, vocab_size, masked),
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def count_records(files: list[str]) -> int:
-  return int(sum(1 for f in files for _ in tf.data.TFRecordDataset(f, compression_of(f))))
-
-
-def dataset_to_numpy(dataset: tf.data.Dataset, steps: int) -> list[dict]:
-  """The first `steps` elements as numpy (for tests and debugging)."""
-  return [{k: np.asarray(v) for k, v in e.items()} for e in dataset.take(steps)]

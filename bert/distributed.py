@@ -6,7 +6,7 @@ into symbolic tensors inside its tf.function. So gradients are averaged with
 `hvd.grouped_allreduce` inside our own train step, and variables are broadcast eagerly, one by
 one. Horovod is imported only when asked for: `--use_horovod=False` runs without it installed.
 """
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -30,9 +30,6 @@ class SingleProcess:
   def average_scalars(self, values: dict) -> dict:
     return {k: float(v) for k, v in values.items()}
 
-  def sum_scalar(self, value: float) -> float:
-    return float(value)
-
   def barrier(self) -> None:
     pass
 
@@ -46,7 +43,7 @@ class HorovodWorld:
 
   def __init__(self, fp16_allreduce: bool = False):
     try:
-      import horovod.tensorflow as hvd  # pylint: disable=import-outside-toplevel
+      import horovod.tensorflow as hvd
     except ImportError as e:
       raise ImportError("--use_horovod=True needs Horovod: run scripts/setup.sh (or drop "
                         "--use_horovod)") from e
@@ -82,10 +79,6 @@ class HorovodWorld:
     stacked = tf.constant([float(values[k]) for k in keys], tf.float64)
     averaged = self._hvd.allreduce(stacked, op=self._hvd.Average, name="average_scalars")
     return dict(zip(keys, np.asarray(averaged).tolist()))
-
-  def sum_scalar(self, value: float) -> float:
-    return float(self._hvd.allreduce(tf.constant(float(value), tf.float64), op=self._hvd.Sum,
-                                     name="sum_scalar"))
 
   def barrier(self) -> None:
     self._hvd.allreduce(tf.constant(0.0), name="barrier")

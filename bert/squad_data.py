@@ -11,16 +11,16 @@ The format and algorithms are Google's run_squad.py, re-implemented:
   at [CLS] (position 0) when the answer is outside the window or the question is unanswerable.
 
 Postprocessing (n-best spans, final text, v2.0 null scores, EM/F1) lives in
-squad_postprocess.py and is re-exported here, so run_squad.py needs only this module.
+bert/squad_predictions.py and is re-exported here, so run_squad.py needs only this module.
 """
 import collections
 import dataclasses
 import logging
-from typing import Callable, Iterable, Iterator, Optional, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-import evaluate_squad
+from bert import files
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +39,9 @@ class SquadExample:
   qas_id: str
   question_text: str
   doc_tokens: list
-  orig_answer_text: Optional[str] = None
-  start_position: Optional[int] = None
-  end_position: Optional[int] = None
+  orig_answer_text: str | None = None
+  start_position: int | None = None
+  end_position: int | None = None
   is_impossible: bool = False
 
 
@@ -63,8 +63,8 @@ class InputFeatures:
   input_ids: list
   input_mask: list
   segment_ids: list
-  start_position: Optional[int] = None
-  end_position: Optional[int] = None
+  start_position: int | None = None
+  end_position: int | None = None
   is_impossible: bool = False
 
 
@@ -100,7 +100,7 @@ def split_on_whitespace(text: str) -> tuple[list, list]:
 
 def load_squad_json(input_file: str) -> list:
   """The "data" list of a SQuAD JSON file, with errors naming the file."""
-  squad = evaluate_squad.load_json(input_file, "SQuAD", dict)
+  squad = files.load_json(input_file, "SQuAD", dict)
   if not isinstance(squad.get("data"), list):
     raise ValueError(f"{input_file}: expected SQuAD JSON {{\"version\": ..., \"data\": "
                      f"[{{\"paragraphs\": [{{\"context\": ..., \"qas\": [...]}}]}}]}}")
@@ -200,8 +200,7 @@ class _WordPieces:
 
   def __init__(self, tokenizer, batched: bool):
     self._tokenizer = tokenizer
-    self._batched = (batched and hasattr(tokenizer, "tokenize_to_ids")
-                     and hasattr(tokenizer, "inv_vocab"))
+    self._batched = batched
     self._paragraphs = {}  # id(doc_tokens) -> (doc_tokens, tokenised paragraph).
     self._questions = {}  # question text -> (tokens, ids).
 
@@ -316,7 +315,7 @@ def max_context_flags(doc_spans: Sequence[DocSpan], num_doc_tokens: int) -> np.n
 def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer,
                                  max_seq_length: int, doc_stride: int, max_query_length: int,
                                  is_training: bool,
-                                 output_fn: Optional[Callable[[InputFeatures], None]] = None,
+                                 output_fn: Callable[[InputFeatures], None] | None = None,
                                  batched_tokenization: bool = True,
                                  chunk_size: int = 1024) -> Iterator[InputFeatures]:
   """Yields the InputFeatures of every window of every example, in order.
@@ -423,8 +422,3 @@ def features_to_arrays(features: Iterable[InputFeatures], is_training: bool) -> 
     arrays["end_positions"] = np.array([f.end_position for f in features], np.int32)
     arrays["is_impossible"] = np.array([int(f.is_impossible) for f in features], np.int32)
   return arrays
-
-
-# pylint: disable=wrong-import-position,unused-import
-from squad_postprocess import (RawResult, compute_predictions, dataset_has_answers,
-                               evaluate_predictions, get_final_text, write_predictions)

@@ -1,4 +1,4 @@
-"""features_lib: extract_features input lines, features, and Google's JSONL output."""
+"""feature_extraction: extract_features input lines, features, and Google's JSONL output."""
 import collections
 import io
 import itertools
@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-import features_lib
 import tokenization
+from bert import feature_extraction
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +18,9 @@ def tokenizer(uncased_vocab):
 
 def test_read_examples_pairs_and_line_indexes(tmp_path):
   path = tmp_path / "input.txt"
-  path.write_bytes("Hello world.\nWho was Jim Henson ? ||| Jim Henson was a puppeteer\n"
-                   "x ||| y ||| z\n\n  spaced out  \r\nno|||spaces\nlast line".encode())
-  examples = features_lib.read_examples(str(path))
+  path.write_bytes(b"Hello world.\nWho was Jim Henson ? ||| Jim Henson was a puppeteer\n"
+                   b"x ||| y ||| z\n\n  spaced out  \r\nno|||spaces\nlast line")
+  examples = feature_extraction.read_examples(str(path))
   assert not isinstance(examples, list)  # A generator: the file is streamed.
   assert [(e.unique_id, e.text_a, e.text_b) for e in examples] == [
       (0, "Hello world.", None),
@@ -35,25 +35,25 @@ def test_read_examples_pairs_and_line_indexes(tmp_path):
 
 def test_read_examples_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match="nothing.txt"):
-    list(features_lib.read_examples(str(tmp_path / "nothing.txt")))
+    list(feature_extraction.read_examples(str(tmp_path / "nothing.txt")))
   path = tmp_path / "bad.txt"
   path.write_bytes(b"fine\nbad \xff byte\n")
   with pytest.raises(ValueError, match=r"bad\.txt:2: not valid UTF-8"):
-    list(features_lib.read_examples(str(path)))
+    list(feature_extraction.read_examples(str(path)))
 
 
 def test_parse_layer_indexes():
-  assert features_lib.parse_layer_indexes("-1,-2,-3,-4") == [-1, -2, -3, -4]
-  assert features_lib.parse_layer_indexes("0") == [0]
+  assert feature_extraction.parse_layer_indexes("-1,-2,-3,-4") == [-1, -2, -3, -4]
+  assert feature_extraction.parse_layer_indexes("0") == [0]
   with pytest.raises(ValueError, match="comma-separated integers"):
-    features_lib.parse_layer_indexes("-1;-2")
+    feature_extraction.parse_layer_indexes("-1;-2")
 
 
 def test_features_by_hand(tokenizer):
-  examples = [features_lib.InputExample(0, "The cat sat.", "A dog ran away quickly."),
-              features_lib.InputExample(1, "The cat sat on the mat today."),
-              features_lib.InputExample(2, "", None)]
-  pair, single, empty = features_lib.convert_examples_to_features(examples, 10, tokenizer)
+  examples = [feature_extraction.InputExample(0, "The cat sat.", "A dog ran away quickly."),
+              feature_extraction.InputExample(1, "The cat sat on the mat today."),
+              feature_extraction.InputExample(2, "", None)]
+  pair, single, empty = feature_extraction.convert_examples_to_features(examples, 10, tokenizer)
   # 7 slots for 4 + 6 tokens: the longer (b) loses tokens until 4 + 3.
   assert pair.tokens == ["[CLS]", "the", "cat", "sat", ".", "[SEP]", "a", "dog", "ran",
                          "[SEP]"]
@@ -69,14 +69,17 @@ def test_features_by_hand(tokenizer):
 
 def test_batched_conversion_matches_unbatched(tokenizer):
   texts = ["Jim Henson was a puppeteer", "naïve café ||| résumé", "x" * 300, "Hello!"]
-  examples = [features_lib.InputExample(i, *t.split(" ||| ")) for i, t in enumerate(texts)]
+  examples = [feature_extraction.InputExample(i, *t.split(" ||| ")) for i, t in enumerate(texts)]
 
-  class PlainTokenizer:  # Google's API only: no tokenize_to_ids.
-    tokenize = tokenizer.tokenize
+  class PlainTokenizer:  # The batch path through Google's per-text Python algorithm.
+    inv_vocab = tokenizer.inv_vocab
     convert_tokens_to_ids = tokenizer.convert_tokens_to_ids
 
-  fast = list(features_lib.convert_examples_to_features(examples, 16, tokenizer, 3))
-  slow = list(features_lib.convert_examples_to_features(examples, 16, PlainTokenizer(), 3))
+    def tokenize_to_ids(self, texts):
+      return [tokenizer.convert_tokens_to_ids(tokenizer.tokenize(t)) for t in texts]
+
+  fast = list(feature_extraction.convert_examples_to_features(examples, 16, tokenizer, 3))
+  slow = list(feature_extraction.convert_examples_to_features(examples, 16, PlainTokenizer(), 3))
   assert fast == slow
 
 
@@ -91,12 +94,12 @@ def test_round_values_matches_python_round():
       np.arange(1, 400, 2) / 128.0,  # Exact halves at the 6th decimal: round half to even.
       -np.arange(1, 400, 2) / 128.0, [0.0, -0.0, -4e-7, 1e-9, 123456.75],
   ]).astype(np.float32)
-  rounded = features_lib.round_values(values)
+  rounded = feature_extraction.round_values(values)
   assert rounded.dtype == np.float64
   assert rounded.tolist() == _google_round(values)
   assert [repr(x) for x in rounded.tolist()] == [repr(x) for x in _google_round(values)]
   doubles = rng.normal(0, 1, 100)
-  assert features_lib.round_values(doubles).tolist() == _google_round(doubles)
+  assert feature_extraction.round_values(doubles).tolist() == _google_round(doubles)
 
 
 def _google_jsonl_line(feature, layer_indexes, layer_outputs, i):
@@ -120,13 +123,13 @@ def _google_jsonl_line(feature, layer_indexes, layer_outputs, i):
 
 
 def test_jsonl_literal_format():
-  feature = features_lib.InputFeatures(0, ["[CLS]", "hé", "[SEP]"], [1, 2, 3, 0],
+  feature = feature_extraction.InputFeatures(0, ["[CLS]", "hé", "[SEP]"], [1, 2, 3, 0],
                                        [1, 1, 1, 0], [0, 0, 0, 0])
   last = np.array([[[0.1234567, 2.0], [-1e-7, 0.5], [3.25, -0.0000015], [9.0, 9.0]]],
                   np.float32)
   second = np.zeros_like(last)
   out = io.StringIO()
-  with features_lib.JsonlFeatureWriter(out, [-1, -2]) as writer:
+  with feature_extraction.JsonlFeatureWriter(out, [-1, -2]) as writer:
     writer.write_batch([feature], [last, second])
   assert out.getvalue() == (
       '{"linex_index": 0, "features": ['
@@ -146,10 +149,10 @@ def test_jsonl_pipeline_matches_google_loop(tmp_path, tokenizer):
   rng = np.random.default_rng(1)
   output_file = tmp_path / "out.jsonl"
   expected_lines = []
-  with features_lib.JsonlFeatureWriter(str(output_file), layer_indexes) as writer:
-    features = features_lib.convert_examples_to_features(
-        features_lib.read_examples(str(path)), seq_length, tokenizer)
-    for batch, arrays in features_lib.batch_features(features, batch_size=2):
+  with feature_extraction.JsonlFeatureWriter(str(output_file), layer_indexes) as writer:
+    features = feature_extraction.convert_examples_to_features(
+        feature_extraction.read_examples(str(path)), seq_length, tokenizer)
+    for batch, arrays in feature_extraction.batch_features(features, batch_size=2):
       assert arrays["input_ids"].shape == (len(batch), seq_length)
       assert arrays["unique_ids"].tolist() == [f.unique_id for f in batch]
       outputs = [rng.normal(0, 1, (len(batch), seq_length, hidden)).astype(np.float32)
@@ -171,13 +174,13 @@ def test_jsonl_pipeline_matches_google_loop(tmp_path, tokenizer):
 
 def test_pipeline_is_lazy(tokenizer):
   """Endless input: the first batches come out without reading everything first."""
-  endless = (features_lib.InputExample(i, f"line number {i}") for i in itertools.count())
-  features = features_lib.convert_examples_to_features(endless, 8, tokenizer, chunk_size=4)
-  batches = list(itertools.islice(features_lib.batch_features(features, 3), 2))
+  endless = (feature_extraction.InputExample(i, f"line number {i}") for i in itertools.count())
+  features = feature_extraction.convert_examples_to_features(endless, 8, tokenizer, chunk_size=4)
+  batches = list(itertools.islice(feature_extraction.batch_features(features, 3), 2))
   assert [f.unique_id for batch, _ in batches for f in batch] == [0, 1, 2, 3, 4, 5]
 
 
 def test_writer_checks_layer_count():
-  writer = features_lib.JsonlFeatureWriter(io.StringIO(), [-1, -2])
+  writer = feature_extraction.JsonlFeatureWriter(io.StringIO(), [-1, -2])
   with pytest.raises(ValueError, match=r"1 layer outputs for layer indexes \[-1, -2\]"):
     writer.write_batch([], [np.zeros((0, 4, 2), np.float32)])

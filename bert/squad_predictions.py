@@ -19,11 +19,11 @@ import collections
 import json
 import logging
 import math
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-import evaluate_squad
+from bert import squad_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def get_final_text(pred_text: str, orig_text: str, do_lower_case: bool,
   the alignment fails (the prediction is not found, or the lengths differ, as after accent
   stripping), orig_text is returned unchanged.
   """
-  import tokenization  # pylint: disable=import-outside-toplevel
+  import tokenization
   basic_tokenizer = tokenization.BasicTokenizer(do_lower_case=do_lower_case)
   tok_text = " ".join(basic_tokenizer.tokenize(orig_text))
   start_position = tok_text.find(pred_text)
@@ -227,7 +227,7 @@ def compute_predictions(all_examples, all_features, all_results, n_best_size: in
 def write_predictions(all_examples, all_features, all_results, n_best_size: int,
                       max_answer_length: int, do_lower_case: bool,
                       output_prediction_file: str, output_nbest_file: str,
-                      output_null_log_odds_file: Optional[str],
+                      output_null_log_odds_file: str | None,
                       version_2_with_negative: bool = False,
                       null_score_diff_threshold: float = 0.0,
                       verbose_logging: bool = False):
@@ -259,11 +259,11 @@ def dataset_has_answers(dataset: list) -> bool:
 
 
 def evaluate_predictions(dataset: list, predictions: Mapping[str, str],
-                         na_probs: Optional[Mapping[str, float]] = None) -> dict:
-  """Official SQuAD scores (evaluate_squad.evaluate) of predictions against the dataset.
+                         na_probs: Mapping[str, float] | None = None) -> dict:
+  """Official SQuAD scores (squad_metrics.evaluate) of predictions against the dataset.
 
   Returns:
     {"exact", "f1", "total", "HasAns_*", "NoAns_*"} and, with na_probs (e.g. the scores_diff
     of compute_predictions), "best_exact", "best_f1" and their thresholds.
   """
-  return evaluate_squad.evaluate(dataset, predictions, na_probs=na_probs)
+  return squad_metrics.evaluate(dataset, predictions, na_probs=na_probs)

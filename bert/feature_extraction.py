@@ -16,9 +16,12 @@ Everything here is a generator or a streaming writer: memory does not grow with 
 import dataclasses
 import json
 import re
-from typing import IO, Iterable, Iterator, Optional, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import IO
 
 import numpy as np
+
+from bert import classifier_features
 
 _PAIR_SEPARATOR = re.compile(r"^(.*) \|\|\| (.*)$")
 
@@ -27,7 +30,7 @@ _PAIR_SEPARATOR = re.compile(r"^(.*) \|\|\| (.*)$")
 class InputExample:
   unique_id: int
   text_a: str
-  text_b: Optional[str] = None
+  text_b: str | None = None
 
 
 @dataclasses.dataclass
@@ -57,7 +60,7 @@ def read_examples(input_file: str) -> Iterator[InputExample]:
   example with empty text, so that linex_index always equals the input line index.
   """
   try:
-    f = open(input_file, "rb")  # pylint: disable=consider-using-with
+    f = open(input_file, "rb")  # noqa: SIM115 (closed by the `with f` below)
   except FileNotFoundError:
     raise FileNotFoundError(f"input file not found: {input_file}") from None
   with f:
@@ -74,18 +77,10 @@ def read_examples(input_file: str) -> Iterator[InputExample]:
         yield InputExample(unique_id, match.group(1), match.group(2))
 
 
-def _truncate_seq_pair(tokens_a: list, tokens_b: list, max_length: int) -> None:
-  """Trims the longer list from its end until both fit in max_length (in place)."""
-  while len(tokens_a) + len(tokens_b) > max_length:
-    (tokens_a if len(tokens_a) > len(tokens_b) else tokens_b).pop()
-
-
 def _tokenize(tokenizer, texts: list) -> list:
-  """Token lists of texts, through the batch path tokenize_to_ids when there is one."""
-  if hasattr(tokenizer, "tokenize_to_ids") and hasattr(tokenizer, "inv_vocab"):
-    inv_vocab = tokenizer.inv_vocab
-    return [[inv_vocab[int(i)] for i in ids] for ids in tokenizer.tokenize_to_ids(texts)]
-  return [tokenizer.tokenize(text) for text in texts]
+  """Token lists of texts, through the batch path tokenize_to_ids."""
+  inv_vocab = tokenizer.inv_vocab
+  return [[inv_vocab[int(i)] for i in ids] for ids in tokenizer.tokenize_to_ids(texts)]
 
 
 def convert_examples_to_features(examples: Iterable[InputExample], seq_length: int,
@@ -116,7 +111,7 @@ def _convert_chunk(chunk: list, seq_length: int, tokenizer) -> Iterator[InputFea
   for i, example in enumerate(chunk):
     tokens_a, tokens_b = tokenized[i], tokens_b_of.get(i)
     if tokens_b:
-      _truncate_seq_pair(tokens_a, tokens_b, seq_length - 3)
+      classifier_features.truncate_seq_pair(tokens_a, tokens_b, seq_length - 3)
     else:
       tokens_b = None
       del tokens_a[seq_length - 2:]
@@ -205,7 +200,9 @@ class JsonlFeatureWriter:
 
   def __init__(self, output: "str | IO[str]", layer_indexes: Sequence[int]):
     self._owns_file = isinstance(output, str)
-    self._file = open(output, "w", encoding="utf-8") if self._owns_file else output  # pylint: disable=consider-using-with
+    # The writer owns a file it opened and closes it in close().
+    self._file = (open(output, "w", encoding="utf-8")  # noqa: SIM115
+                  if self._owns_file else output)
     self.layer_indexes = list(layer_indexes)
     self.num_written = 0
 

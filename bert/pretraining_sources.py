@@ -1,12 +1,12 @@
 """Pre-training input made while training: dynamic masking, and instances from raw text.
 
-Both reuse create_pretraining_data's algorithm (pretraining_data_lib); nothing here re-states it.
+Both reuse create_pretraining_data's algorithm (pretraining_data); nothing here re-states it.
 The tokenizer, vocabulary and MaskingConfig come from the same flags through the same functions
-(pretraining_data_lib.load_tokenizer_and_vocab and masking_config).
+(pretraining_data.load_tokenizer_and_vocab and masking_config).
 
 Dynamic masking (`mask_dataset`, run_pretraining's --dynamic_masking): batches of unmasked
 instances (create_pretraining_data.py --no_masking) are masked in the tf.data pipeline by
-`pretraining_data_lib.mask_batch`, the masking create_pretraining_data applies when it writes.
+`pretraining_data.mask_batch`, the masking create_pretraining_data applies when it writes.
 The random numbers of a batch are drawn from a generator seeded by (seed, rank, batch index)
 and nothing else, so
   * each epoch sees new masks: a record comes back in a batch of another index;
@@ -25,12 +25,12 @@ create_pretraining_data's --dupe_factor has no counterpart here.
 import dataclasses
 import itertools
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import tensorflow as tf
 
-import pretraining_data_lib as lib
+from bert import pretraining_data as lib
 
 # Tags that keep the random streams of masking, instance creation and file order apart.
 _MASKING_STREAM, _INSTANCE_STREAM, _FILE_ORDER_STREAM = 0, 1, 2
@@ -53,7 +53,7 @@ def mask_numpy_batch(input_ids: np.ndarray, input_mask: np.ndarray, batch_index:
   Args:
     input_ids: int [B, S] unmasked instances; input_mask: int [B, S], 1 before the padding.
   Returns:
-    pretraining_data_lib.MaskedBatch (input_ids [B, S], masked_lm_* [B, P]), a function of
+    pretraining_data.MaskedBatch (input_ids [B, S], masked_lm_* [B, P]), a function of
     (inputs, seed, rank, batch_index) only.
   """
   lengths = np.asarray(input_mask).sum(axis=1)
@@ -84,8 +84,7 @@ def mask_dataset(dataset: tf.data.Dataset, config: lib.MaskingConfig, seed: int,
         mask_in_numpy, [batch_index, features["input_ids"], features["input_mask"]],
         [tf.int32, tf.int32, tf.int32, tf.float32], stateful=False, name="mask_batch")
     masked = dict(features)
-    for name, value in zip(("input_ids", "masked_lm_positions", "masked_lm_ids",
-                            "masked_lm_weights"), outputs):
+    for name, value in zip(("input_ids", *lib.MASKED_LM_FEATURES), outputs):
       width = features["input_ids"].shape[1] if name == "input_ids" else num_predictions
       masked[name] = tf.ensure_shape(value, [features["input_ids"].shape[0], width])
     return masked
@@ -152,9 +151,8 @@ def text_instances(source: TextSource, rank: int = 0, num_ranks: int = 1, seed: 
       order_rng = _generator(seed, _INSTANCE_STREAM, rank, epoch, chunk_index)
       # create_instance_spans draws from Python's random.Random, as create_pretraining_data.
       span_rng = random.Random(int(order_rng.integers(1 << 63)))
-      spans = np.asarray(lib.create_instance_spans(chunk, source.max_seq_length,
-                                                   source.short_seq_prob, span_rng),
-                         dtype=np.int64).reshape(-1, 5)
+      spans = lib.span_array(lib.create_instance_spans(chunk, source.max_seq_length,
+                                                       source.short_seq_prob, span_rng))
       if not len(spans):
         continue
       spans = spans[order_rng.permutation(len(spans))]
@@ -163,7 +161,8 @@ def text_instances(source: TextSource, rank: int = 0, num_ranks: int = 1, seed: 
       produced += len(spans)
       yield {"input_ids": input_ids, "input_mask": (positions < lengths[:, None]).astype(np.int32),
              "segment_ids": segment_ids,
-             "next_sentence_labels": spans[:, 4:5].astype(np.int32)}
+             "next_sentence_labels":
+                 spans[:, lib.IS_RANDOM_NEXT:lib.IS_RANDOM_NEXT + 1].astype(np.int32)}
     if not produced:
       raise ValueError(
           f"--input_text_file: rank {rank} of {num_ranks} got no instance from "
@@ -187,10 +186,9 @@ def text_dataset(source: TextSource, masking: lib.MaskingConfig, batch_size: int
     input_mask, segment_ids int32 [B, S]; masked_lm_positions, masked_lm_ids int32 [B, P];
     masked_lm_weights float32 [B, P]; next_sentence_labels int32 [B, 1].
   """
-  seq_length = source.max_seq_length
-  signature = {name: tf.TensorSpec([None, seq_length], tf.int32)
-               for name in ("input_ids", "input_mask", "segment_ids")}
-  signature["next_sentence_labels"] = tf.TensorSpec([None, 1], tf.int32)
+  lengths = lib.feature_lengths(source.max_seq_length, 0, masked=False)
+  signature = {name: tf.TensorSpec([None, length], tf.int32)
+               for name, length in lengths.items()}
   shuffle = shuffle and is_training
   dataset = tf.data.Dataset.from_generator(
       lambda: text_instances(source, rank, num_ranks, seed, None if is_training else 1,

@@ -2,8 +2,8 @@
 
 `FastWordpieceIds` reproduces Google's BasicTokenizer + WordpieceTokenizer in-graph and
 `SentencePieceIds` runs a sentencepiece model in-graph; both map a string tensor [batch] to
-ragged int64 ids [batch, None] and work inside tf.data and SavedModels. Get them from
-`tokenization.FullTokenizer.tf_tokenizer()` / `SentencePieceTokenizer.tf_tokenizer()`.
+ragged int64 ids [batch, None] and work inside tf.data and SavedModels. `for_tokenizer`
+builds the one of a tokenization.FullTokenizer or SentencePieceTokenizer.
 """
 
 import collections
@@ -14,8 +14,33 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from tokenization import (_CJK_RANGES, SPECIAL_TOKENS, _depends_on_context, _is_chinese_char,
-                          _is_reordering_mark, _normalized_char)
+import tokenization
+from tokenization import (
+  CJK_RANGES,
+  SPECIAL_TOKENS,
+  depends_on_context,
+  is_chinese_char,
+  is_reordering_mark,
+  normalized_char,
+)
+
+
+def for_tokenizer(tokenizer: tokenization.Tokenizer) -> tf.Module:
+  """The in-graph tokenizer of `tokenizer`: string [batch] -> ragged int64 ids [batch, None].
+
+  A FullTokenizer gives a FastWordpieceIds (see it for the tiny class of strings on which it
+  may differ from `tokenize`), a SentencePieceTokenizer a SentencePieceIds.
+  """
+  if isinstance(tokenizer, tokenization.SentencePieceTokenizer):
+    return SentencePieceIds(tokenizer.model_proto, tokenizer.do_lower_case)
+  unk_token = tokenizer.wordpiece_tokenizer.unk_token
+  if unk_token not in tokenizer.vocab:
+    raise ValueError(f"{tokenizer.vocab_file}: the unknown token {unk_token!r} is not in the "
+                     "vocabulary; the in-graph tokenizer needs it.")
+  return FastWordpieceIds(
+      tokenization.vocab_list(tokenizer.vocab), do_lower_case=tokenizer.do_lower_case,
+      unk_token=unk_token,
+      max_input_chars_per_word=tokenizer.wordpiece_tokenizer.max_input_chars_per_word)
 
 
 # Blocks where tensorflow-text's FastBertTokenizer was checked, code point by code point, to
@@ -25,7 +50,7 @@ from tokenization import (_CJK_RANGES, SPECIAL_TOKENS, _depends_on_context, _is_
 # compatibility decompositions (NFKD: "…" -> "...", "½" -> "1/2"), case-folds instead of
 # lower-casing ("ß" -> "ss"), and uses a newer Unicode version than Python.
 _FAST_BERT_BLOCKS = ((0x00A0, 0x1FFF), (0x2010, 0x205E), (0x3040, 0x30FF), (0xAC00, 0xD7A3),
-                     *_CJK_RANGES)
+                     *CJK_RANGES)
 _HANGUL_SYLLABLES = (0xAC00, 0xD7A3)  # NFD decomposes them algorithmically, without a table.
 
 
@@ -44,7 +69,7 @@ def _fast_bert_safe(char, normalized, do_lower_case):
   if cp in (0x115F, 0x1160):  # Hangul fillers: default-ignorable for ICU, letters for Python.
     return False
   if do_lower_case:
-    if char.lower() != char.casefold() or cp == 0x3A3 or _is_reordering_mark(char):
+    if char.lower() != char.casefold() or cp == 0x3A3 or is_reordering_mark(char):
       return False
     # A character that normalises into several (Hangul syllables into jamo) would make a word
     # longer in characters than in the raw text, defeating the raw-text long-word check.
@@ -61,9 +86,9 @@ _CHAR_TABLES_CACHE = {}
 def _char_tables(do_lower_case):
   """Scans Unicode once (cached per case mode) and returns a `_CharTables` of
 
-  table: {char: _normalized_char(char)} for every character the normalisation changes;
+  table: {char: normalized_char(char)} for every character the normalisation changes;
   python_only: compiled regex of the characters only the Python path handles exactly
-    (tokenization._depends_on_context);
+    (tokenization.depends_on_context);
   python_only_chars: the same characters but the surrogates, as a tuple of str;
   fast_bert_class: RE2 character class of the characters FastBertTokenizer gets right.
   """
@@ -76,7 +101,7 @@ def _char_tables(do_lower_case):
       continue
     char = chr(cp)
     cat = category(char)
-    is_chinese = _is_chinese_char(cp)  # Google's ranges include a few unassigned points.
+    is_chinese = is_chinese_char(cp)  # Google's ranges include a few unassigned points.
     if cat in ("Cn", "Co") and not is_chinese:  # Every step keeps these as they are.
       continue
     if is_chinese and not decomposition(char):  # The bulk: ~90k ideographs.
@@ -90,10 +115,10 @@ def _char_tables(do_lower_case):
                   is_chinese or (do_lower_case and (cat == "Mn" or char.lower() != char or
                                       canonical_decomposition or
                                       _HANGUL_SYLLABLES[0] <= cp <= _HANGUL_SYLLABLES[1])))
-    normalized = _normalized_char(char, do_lower_case) if may_change else char
+    normalized = normalized_char(char, do_lower_case) if may_change else char
     if normalized != char:
       table[char] = normalized
-    if _depends_on_context(char, do_lower_case):  # Surrogates are skipped: the regex adds them.
+    if depends_on_context(char, do_lower_case):  # Surrogates are skipped: the regex adds them.
       python_only.append(char)
     if (cp < 0x80 or cp >= 0xA0) and _fast_bert_safe(char, normalized, do_lower_case):
       fast_bert.append(char)
@@ -173,7 +198,7 @@ class FastWordpieceIds(tf.Module):
     and with no run of more than `max_input_chars_per_word` non-blank characters go through
     FastBertTokenizer, fused C++;
   * all other strings go through an exact in-graph normalisation: a per-character lookup table
-    generated from Google's own functions (`_normalized_char`), whitespace split, the
+    generated from Google's own functions (`normalized_char`), whitespace split, the
     long-word [UNK] rule, then FastWordpieceTokenizer on the words.
   The only strings on which the module can differ from Google's algorithm are uncased strings
   holding a capital sigma or a reordering mark (`_CharTables.python_only`) and strings with lone
