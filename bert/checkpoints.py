@@ -121,13 +121,17 @@ _GOOGLE_NAME = re.compile(
     r"|cls/predictions/output_bias|cls/seq_relationship/output_(weights|bias)")
 
 
+# The head variables whose names follow no rule.
+_GOOGLE_TO_HF_HEADS = {"cls/predictions/output_bias": "cls.predictions.bias",
+                       "cls/seq_relationship/output_weights": "cls.seq_relationship.weight",
+                       "cls/seq_relationship/output_bias": "cls.seq_relationship.bias"}
+_HF_TO_GOOGLE_HEADS = {hf: google for google, hf in _GOOGLE_TO_HF_HEADS.items()}
+
+
 def google_to_hf_name(name):
   """Google TF1 name -> (Hugging Face name, transpose?). HF Linear weights are [out, in]."""
-  special = {"cls/predictions/output_bias": "cls.predictions.bias",
-             "cls/seq_relationship/output_weights": "cls.seq_relationship.weight",
-             "cls/seq_relationship/output_bias": "cls.seq_relationship.bias"}
-  if name in special:
-    return special[name], False
+  if name in _GOOGLE_TO_HF_HEADS:
+    return _GOOGLE_TO_HF_HEADS[name], False
   parts = name.split("/")
   if parts[0] == "bert":
     parts = parts[1:]
@@ -150,11 +154,8 @@ def hf_to_google_name(hf_name):
   name = hf_name[len("bert."):] if hf_name.startswith("bert.") else hf_name
   name = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", name)
   name = re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name)
-  special = {"cls.predictions.bias": "cls/predictions/output_bias",
-             "cls.seq_relationship.weight": "cls/seq_relationship/output_weights",
-             "cls.seq_relationship.bias": "cls/seq_relationship/output_bias"}
-  if name in special:
-    return special[name], False
+  if name in _HF_TO_GOOGLE_HEADS:
+    return _HF_TO_GOOGLE_HEADS[name], False
   parts = name.split(".")
   if len(parts) < 3 or parts[-1] not in ("weight", "bias"):
     return None

@@ -245,6 +245,18 @@ def _vocab_covering(texts, do_lower_case):
   return ["[PAD]", "[UNK]"] + sorted(tokens) + sorted("##" + t for t in tokens)
 
 
+def _assert_exact_in_graph(module, texts, vocab, do_lower_case):
+  """The in-graph ids of every text equal Google's Python BasicTokenizer + WordPiece ones."""
+  index = {t: i for i, t in enumerate(vocab)}
+  basic = tokenization.BasicTokenizer(do_lower_case)
+  wordpiece = tokenization.WordpieceTokenizer(index)
+  got = module(tf.constant(texts)).to_list()
+  mismatches = [
+      text for text, ids in zip(texts, got)
+      if ids != [index[p] for t in basic.tokenize(text) for p in wordpiece.tokenize(t)]]
+  assert not mismatches, [ascii(t) for t in mismatches[:20]]
+
+
 def _single_char_texts(chars):
   """Each character inside a word: shows deletion, splitting and normalisation alike."""
   return [f"x{c}y" for c in chars]
@@ -276,14 +288,7 @@ def test_every_fast_bert_character_is_exact(do_lower_case):
   vocab = _vocab_covering(texts, do_lower_case)
   module = graph_tokenizer.FastWordpieceIds(vocab, do_lower_case)
   assert bool(tf.reduce_all(tf.strings.regex_full_match(texts, pattern + "*")))
-  index = {t: i for i, t in enumerate(vocab)}
-  basic = tokenization.BasicTokenizer(do_lower_case)
-  wordpiece = tokenization.WordpieceTokenizer(index)
-  got = module(tf.constant(texts)).to_list()
-  mismatches = [
-      text for text, ids in zip(texts, got)
-      if ids != [index[p] for t in basic.tokenize(text) for p in wordpiece.tokenize(t)]]
-  assert not mismatches, [ascii(t) for t in mismatches[:20]]
+  _assert_exact_in_graph(module, texts, vocab, do_lower_case)
 
 
 @pytest.mark.parametrize("do_lower_case", [True, False], ids=["uncased", "cased"])
@@ -294,15 +299,8 @@ def test_every_bmp_character_is_exact_in_graph(do_lower_case):
            and not python_only.match(chr(cp))]
   texts = _single_char_texts(chars)
   vocab = _vocab_covering(texts, do_lower_case)
-  index = {t: i for i, t in enumerate(vocab)}
-  basic = tokenization.BasicTokenizer(do_lower_case)
-  wordpiece = tokenization.WordpieceTokenizer(index)
   module = graph_tokenizer.FastWordpieceIds(vocab, do_lower_case)
-  got = module(tf.constant(texts)).to_list()
-  mismatches = [
-      text for text, ids in zip(texts, got)
-      if ids != [index[p] for t in basic.tokenize(text) for p in wordpiece.tokenize(t)]]
-  assert not mismatches, [ascii(t) for t in mismatches[:20]]
+  _assert_exact_in_graph(module, texts, vocab, do_lower_case)
 
 
 @pytest.mark.parametrize("do_lower_case", [True, False], ids=["uncased", "cased"])
