@@ -12,7 +12,9 @@ Every weight of the input is either converted or named in the error; nothing is 
 import os
 import shutil
 
-from absl import app, flags, logging
+from absl import app
+from absl import flags
+from absl import logging
 
 import modeling
 from bert import checkpoints

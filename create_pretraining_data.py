@@ -35,7 +35,9 @@ import time
 import zlib
 
 import numpy as np
-from absl import app, flags, logging
+from absl import app
+from absl import flags
+from absl import logging
 
 from bert import files
 from bert import pretraining_data as lib

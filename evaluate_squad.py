@@ -11,7 +11,8 @@ computes it and documents the one deliberate difference from the official script
 import argparse
 import json
 
-from bert import files, squad_metrics
+from bert import files
+from bert import squad_metrics
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -14,11 +14,13 @@ Two serving variants, both returning {"pooled_output" [B, H], "sequence_output" 
 import os
 
 import tensorflow as tf
-from absl import app, flags
+from absl import app
+from absl import flags
 
 import modeling
 import tokenization
-from bert import checkpoints, graph_tokenizer
+from bert import checkpoints
+from bert import graph_tokenizer
 
 FLAGS = flags.FLAGS
 

@@ -20,11 +20,15 @@ import collections
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import app
+from absl import flags
+from absl import logging
 
 import modeling
 import tokenization
-from bert import checkpoints, feature_extraction, flag_blocks
+from bert import checkpoints
+from bert import feature_extraction
+from bert import flag_blocks
 
 FLAGS = flags.FLAGS
 

@@ -28,10 +28,16 @@ from collections.abc import Iterable
 from typing import TextIO
 
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import app
+from absl import flags
+from absl import logging
 
 import tokenization
-from bert import checkpoints, flag_blocks, squad_data, squad_predictions, task_models
+from bert import checkpoints
+from bert import flag_blocks
+from bert import squad_data
+from bert import squad_predictions
+from bert import task_models
 
 FLAGS = flags.FLAGS
 

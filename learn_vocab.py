@@ -18,7 +18,9 @@ in raw text; use it with `--spm_model_file` in the other scripts.
 import collections
 import pathlib
 
-from absl import app, flags, logging
+from absl import app
+from absl import flags
+from absl import logging
 
 import tokenization
 from bert import files

@@ -25,19 +25,20 @@ train_batch_size x ranks x num_accumulation_steps); eval and predict run on rank
 import os
 
 import numpy as np
-from absl import app, flags, logging
+from absl import app
+from absl import flags
+from absl import logging
 
 import tokenization
-from bert import (
-  classifier_data,
-  classifier_features,
-  classifier_metrics,
-  files,
-  finetuning,
-  flag_blocks,
-  run_setup,
-  task_models,
-)
+from bert import classifier_data
+from bert import classifier_features
+from bert import classifier_metrics
+from bert import files
+from bert import finetuning
+from bert import flag_blocks
+from bert import guards
+from bert import run_setup
+from bert import task_models
 
 FLAGS = flags.FLAGS
 
@@ -129,6 +130,7 @@ def predict(model, examples, label_list, tokenizer, path: str) -> None:
   logging.info("***** Predictions: %d examples -> %s *****", num_written, path)
 
 
+@guards.exit_codes
 def main(_):
   if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict):
     raise app.UsageError("At least one of `do_train`, `do_eval` or `do_predict' must be True.")

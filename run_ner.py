@@ -34,10 +34,18 @@ train_batch_size x ranks x num_accumulation_steps); eval and predict run on rank
 import os
 
 import numpy as np
-from absl import app, flags, logging
+from absl import app
+from absl import flags
+from absl import logging
 
 import tokenization
-from bert import files, finetuning, flag_blocks, ner_data, run_setup, task_models
+from bert import files
+from bert import finetuning
+from bert import flag_blocks
+from bert import guards
+from bert import ner_data
+from bert import run_setup
+from bert import task_models
 
 FLAGS = flags.FLAGS
 
@@ -151,6 +159,7 @@ def score_and_write(model, split: tuple, label_list, tokenizer, batch_size: int,
   return results
 
 
+@guards.exit_codes
 def main(_):
   if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict):
     raise app.UsageError("At least one of `do_train`, `do_eval` or `do_predict' must be True.")

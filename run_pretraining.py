@@ -28,9 +28,14 @@ The learning rate is never scaled by the number of ranks: the log states the glo
 import json
 import os
 
-from absl import app, flags, logging
+from absl import app
+from absl import flags
+from absl import logging
 
-from bert import files, flag_blocks, run_setup
+from bert import files
+from bert import flag_blocks
+from bert import guards
+from bert import run_setup
 
 FLAGS = flags.FLAGS
 
@@ -119,11 +124,9 @@ class InputSource:
   while training (--dynamic_masking), or raw text (--input_text_file)."""
 
   def __init__(self, config):
-    from bert import (
-      pretraining_data,
-      pretraining_input,
-      pretraining_sources,
-    )
+    from bert import pretraining_data
+    from bert import pretraining_input
+    from bert import pretraining_sources
     self._input_pipeline = pretraining_input
     self._sources = pretraining_sources
     self.vocab_size = config.vocab_size
@@ -157,6 +160,12 @@ class InputSource:
     return f"{len(self.files)} TFRecord file(s)" + (
         ", masked while training" if FLAGS.dynamic_masking else "")
 
+  def describe_input_error(self, error) -> str:
+    """The file behind a read error, with the record offset (see the Trainer)."""
+    if self.text is not None:
+      return error.message.strip()
+    return self._input_pipeline.locate_read_error(self.files, error)
+
   def dataset(self, batch_size, is_training, rank=0, num_ranks=1):
     """Batches of Google's pre-training features for one rank (see pretraining_input)."""
     if self.text is not None:
@@ -172,13 +181,12 @@ class InputSource:
     return dataset
 
 
+@guards.exit_codes
 def main(_, callbacks=()):
   """Runs the flags' pre-training; callbacks: training.Callback hooks for the Trainer."""
   import modeling
-  from bert import (
-    checkpoints,
-    training,
-  )
+  from bert import checkpoints
+  from bert import training
 
   config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
   validate_flags(config)
@@ -209,7 +217,8 @@ def main(_, callbacks=()):
         "; masked LM loss only" if FLAGS.only_mlm_loss else "")
     dataset = source.dataset(FLAGS.train_batch_size, is_training=True, rank=world.rank,
                              num_ranks=world.size)
-    trainer.train(training.stack_micro_batches(dataset, FLAGS.num_accumulation_steps))
+    trainer.train(training.stack_micro_batches(dataset, FLAGS.num_accumulation_steps),
+                  describe_input_error=source.describe_input_error)
     trainer.export_tf1(config)
 
   if FLAGS.do_eval and world.is_chief:

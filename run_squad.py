@@ -21,10 +21,18 @@ import json
 import os
 import random
 
-from absl import app, flags, logging
+from absl import app
+from absl import flags
+from absl import logging
 
 import tokenization
-from bert import finetuning, flag_blocks, run_setup, squad_data, squad_predictions, task_models
+from bert import finetuning
+from bert import flag_blocks
+from bert import guards
+from bert import run_setup
+from bert import squad_data
+from bert import squad_predictions
+from bert import task_models
 
 FLAGS = flags.FLAGS
 
@@ -114,6 +122,7 @@ def predict_and_write(model, tokenizer) -> dict:
   return scores
 
 
+@guards.exit_codes
 def main(_):
   validate_flags()
   tokenizer = tokenization.create_tokenizer(FLAGS.vocab_file, FLAGS.spm_model_file,

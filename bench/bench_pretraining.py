@@ -60,10 +60,8 @@ def build_ours(config, batch, use_xla, model=None, optimizer=None):
   import modeling
   import optimization
   import run_pretraining
-  from bert import (
-    distributed,
-    training,
-  )
+  from bert import distributed
+  from bert import training
 
   if model is None:
     model = modeling.BertPretrainingModel(config)

@@ -6,7 +6,8 @@ to max_seq_length. `convert_examples_to_features` does the same for many example
 through the tokenizer's batch path `tokenize_to_ids` (same ids, by its contract).
 """
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from collections.abc import Sequence
 
 import numpy as np
 

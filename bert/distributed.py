@@ -30,6 +30,9 @@ class SingleProcess:
   def average_scalars(self, values: dict) -> dict:
     return {k: float(v) for k, v in values.items()}
 
+  def max_over_ranks(self, values: Sequence[int]) -> list[int]:
+    return [int(v) for v in values]
+
   def barrier(self) -> None:
     pass
 
@@ -79,6 +82,13 @@ class HorovodWorld:
     stacked = tf.constant([float(values[k]) for k in keys], tf.float64)
     averaged = self._hvd.allreduce(stacked, op=self._hvd.Average, name="average_scalars")
     return dict(zip(keys, np.asarray(averaged).tolist()))
+
+  def max_over_ranks(self, values: Sequence[int]) -> list[int]:
+    """Each value's maximum over ranks (every rank must call it together): e.g. whether any
+    rank must stop."""
+    maxima = self._hvd.allreduce(tf.constant(list(values), tf.int32), op=self._hvd.Max,
+                                 name="max_over_ranks")
+    return np.asarray(maxima).tolist()
 
   def barrier(self) -> None:
     self._hvd.allreduce(tf.constant(0.0), name="barrier")

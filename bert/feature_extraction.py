@@ -16,7 +16,9 @@ Everything here is a generator or a streaming writer: memory does not grow with 
 import dataclasses
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
+from collections.abc import Iterator
+from collections.abc import Sequence
 from typing import IO
 
 import numpy as np

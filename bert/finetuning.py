@@ -8,7 +8,8 @@ Steps follow Google: num_train_steps = int(num_examples / global_batch * num_tra
 num_warmup_steps = int(num_train_steps * warmup_proportion), with global_batch =
 train_batch_size x ranks x num_accumulation_steps (the learning rate is never scaled).
 """
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -16,7 +17,9 @@ import tensorflow as tf
 from absl import logging
 
 import modeling
-from bert import checkpoints, run_setup, training
+from bert import checkpoints
+from bert import run_setup
+from bert import training
 from bert.run_setup import TrainingOptions
 
 # ---------------------------------------------------------------------------------- glue

@@ -55,6 +55,10 @@ def define_training_flags(head_may_be_missing: bool = False) -> None:
   flags.DEFINE_integer("log_freq", None, "Log every this many steps "
                        "(default: min(--iterations_per_loop, 100)).", lower_bound=1)
   flags.DEFINE_integer("keep_checkpoint_max", 5, "Checkpoints to keep.", lower_bound=1)
+  flags.DEFINE_float("hang_timeout_secs", 600,
+                     "End the job when no optimizer step completes in this many seconds "
+                     "(after the first step); each rank says what it waited for. 0: never.",
+                     lower_bound=0)
   flags.DEFINE_integer("seed", 12345, "Random seed for initialisation and input order.")
   # Google's (a TPU setting there).
   flags.DEFINE_integer("iterations_per_loop", 1000, "Google's TPU host-loop size. Here: the "

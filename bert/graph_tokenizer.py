@@ -15,14 +15,12 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 import tokenization
-from tokenization import (
-  CJK_RANGES,
-  SPECIAL_TOKENS,
-  depends_on_context,
-  is_chinese_char,
-  is_reordering_mark,
-  normalized_char,
-)
+from tokenization import CJK_RANGES
+from tokenization import SPECIAL_TOKENS
+from tokenization import depends_on_context
+from tokenization import is_chinese_char
+from tokenization import is_reordering_mark
+from tokenization import normalized_char
 
 
 def for_tokenizer(tokenizer: tokenization.Tokenizer) -> tf.Module:

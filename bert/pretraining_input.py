@@ -11,6 +11,8 @@ Files written by `create_pretraining_data.py --no_masking` hold unmasked instanc
 pretraining_sources.mask_dataset (run_pretraining's --dynamic_masking).
 """
 
+import re
+
 import tensorflow as tf
 
 from bert import pretraining_data
@@ -137,3 +139,28 @@ def pretraining_dataset(files: list[str], batch_size: int, max_seq_length: int,
   dataset = dataset.map(_parse_fn(max_seq_length, max_predictions_per_seq, vocab_size, masked),
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def locate_read_error(files: list[str], error: tf.errors.OpError) -> str:
+  """Names the file behind a read error of pretraining_dataset ("truncated record at N" says
+  no file): re-reads this rank's files, the likeliest first, until one fails the same way.
+
+  Returns "<path>: <what failed> (record offset N)", or the error itself when no file fails.
+  """
+  match = re.search(r"(corrupted|truncated) record at (\d+)", error.message)
+  offset = int(match.group(2)) if match else None
+
+  def likely_first(path):  # A plain file shorter than the offset cannot hold it.
+    plain = compression_of(path) == ""
+    return plain and offset is not None and tf.io.gfile.stat(path).length < offset
+  for path in sorted(files, key=likely_first):
+    try:
+      for _ in tf.data.TFRecordDataset(path, compression_type=compression_of(path)):
+        pass
+    except tf.errors.OpError as file_error:
+      found = re.search(r"(corrupted|truncated) record at (\d+)", file_error.message)
+      what = (f"{found.group(1)} record at byte offset {found.group(2)}" if found
+              else file_error.message.strip())
+      return f"{path}: {what} (a damaged or partly copied TFRecord file)"
+  return error.message.strip()
+

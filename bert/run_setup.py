@@ -30,6 +30,7 @@ class TrainingOptions:
   log_freq: int | None = None
   iterations_per_loop: int = 1000
   keep_checkpoint_max: int = 5
+  hang_timeout_secs: float = 600
   seed: int = 12345
 
   def global_batch_size(self, num_ranks: int) -> int:
@@ -47,10 +48,8 @@ def start_run(options: TrainingOptions):
   import keras
   import tensorflow as tf
 
-  from bert import (
-    distributed,
-    training,
-  )
+  from bert import distributed
+  from bert import training
 
   world = distributed.make_world(options.use_horovod, options.fp16_allreduce)
   if not world.is_chief:
@@ -85,5 +84,6 @@ def build_trainer(model, loss_fn, world, precision: str, options: TrainingOption
       log_freq=options.log_freq or min(options.iterations_per_loop, 100),
       save_checkpoints_steps=options.save_checkpoints_steps,
       keep_checkpoint_max=options.keep_checkpoint_max,
+      hang_timeout_secs=options.hang_timeout_secs,
       micro_batch_size=options.train_batch_size, seq_length=options.max_seq_length)
   return training.Trainer(model, optimizer, loss_fn, world, loop_config, callbacks=callbacks)

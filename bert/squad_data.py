@@ -16,7 +16,10 @@ bert/squad_predictions.py and is re-exported here, so run_squad.py needs only th
 import collections
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Iterator
+from collections.abc import Sequence
 
 import numpy as np
 

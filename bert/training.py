@@ -12,18 +12,24 @@ is also the input position: a restart skips the batches already consumed. Only r
 writes; every rank starts from rank 0's state, broadcast after restore.
 """
 import dataclasses
+import errno
 import hashlib
+import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 
 import tensorflow as tf
 from absl import logging
 
 import optimization
 from bert import checkpoints
+from bert import guards
 
 _POLICIES = {"fp32": "float32", "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}
+# float16: skipped (overflowing) steps are normal, this many in a row are not.
+MAX_SKIPPED_STEPS_IN_A_ROW = 100
 
 
 def resolve_precision(precision: str, auto_mixed_precision: bool) -> str:
@@ -55,6 +61,8 @@ class LoopConfig:
   log_freq: int = 100
   save_checkpoints_steps: int = 1000
   keep_checkpoint_max: int = 5
+  # No optimizer step in this long (after the first) ends the run; 0: never.
+  hang_timeout_secs: float = 600
   # For throughput logs: sequences per micro-batch on one rank, and tokens per sequence.
   micro_batch_size: int = 1
   seq_length: int = 1
@@ -94,6 +102,7 @@ class Trainer:
                callbacks: Sequence[Callback] = ()):
     self.model = model
     self.callbacks = list(callbacks)
+    self._skipped_in_a_row = 0  # float16 steps skipped for non-finite gradients.
     self.optimizer = optimizer
     self.loss_fn = loss_fn
     self.world = world
@@ -210,10 +219,37 @@ class Trainer:
       digest.update(variable.numpy().tobytes())
     return digest.hexdigest()
 
+  def latest_saved_step(self) -> int | None:
+    latest = self.manager.latest_checkpoint
+    return None if latest is None else int(latest.rsplit("-", 1)[1])
+
+  def latest_checkpoint_name(self) -> str:
+    latest = self.manager.latest_checkpoint
+    return "none" if latest is None else os.path.basename(latest)
+
   def save(self) -> None:
-    if self.world.is_chief:
-      path = self.manager.save(checkpoint_number=self.step)
-      logging.info("Saved checkpoint %s", path)
+    """Rank 0 writes ckpt-<step>. On failure (a full disk) nothing partial stays behind and
+    guards.CheckpointWriteError names the checkpoint, the folder and the latest complete one."""
+    if not self.world.is_chief:
+      return
+    step = int(self.step.numpy())
+    try:
+      path = self.manager.save(checkpoint_number=step)
+    except (tf.errors.OpError, OSError) as error:
+      for partial in tf.io.gfile.glob(os.path.join(self.config.output_dir, f"ckpt-{step}[._]*")):
+        if tf.io.gfile.isdir(partial):
+          tf.io.gfile.rmtree(partial)
+        else:
+          tf.io.gfile.remove(partial)
+      reason = (getattr(error, "message", None) or str(error)).strip()
+      full = "No space left" in reason or getattr(error, "errno", None) == errno.ENOSPC
+      if full:
+        reason = os.strerror(errno.ENOSPC)  # TensorFlow's message names only a temp file.
+      raise guards.CheckpointWriteError(
+          f"{'disk full: ' if full else ''}could not write checkpoint ckpt-{step} in "
+          f"{self.config.output_dir} ({reason}); the latest complete checkpoint is "
+          f"{self.latest_checkpoint_name()}") from None
+    logging.info("Saved checkpoint %s", path)
 
   def export_tf1(self, config) -> str:
     """Writes output_dir/bert_model.ckpt (Google's names) and bert_config.json, on rank 0."""
@@ -227,9 +263,18 @@ class Trainer:
 
   # ------------------------------------------------------------- the loop
 
-  def train(self, dataset: tf.data.Dataset) -> dict:
+  def train(self, dataset: tf.data.Dataset,
+            describe_input_error: Callable[[tf.errors.OpError], str] | None = None) -> dict:
     """Trains until num_train_steps. `dataset` yields stacked micro-batches (see
-    stack_micro_batches) from the start of the data: the steps already done are skipped."""
+    stack_micro_batches) from the start of the data: the steps already done are skipped.
+
+    Every step, the ranks agree (one small all-reduce) on whether to stop: after a stop
+    signal, or when a rank's input failed. Then rank 0 checkpoints the steps done and every
+    rank leaves: SystemExit(128 + signal), or guards.InputError naming what
+    `describe_input_error(error)` says (e.g. the file and record offset). A non-finite step
+    raises guards.NonFiniteError before anything of it is saved; a hang ends the process
+    (guards.HangWatchdog).
+    """
     cfg = self.config
     start = int(self.step.numpy())
     if start >= cfg.num_train_steps:
@@ -243,28 +288,80 @@ class Trainer:
       callback.on_train_begin(self, start)
     pending, last = [], {}
     window_start, window_step = time.perf_counter(), start
-    for step in range(start, cfg.num_train_steps):
-      try:
-        features = next(iterator)
-      except StopIteration:
-        raise ValueError(f"The input ran out at step {step} of {cfg.num_train_steps}: "
-                         "it must repeat for training") from None
-      for callback in self.callbacks:
-        callback.on_step_begin(self, step, features)
-      pending.append(self._train_step(features))
-      done = step + 1
-      if step == start:
-        # The first step traces and compiles: keep it out of the throughput.
-        pending[-1]["loss"].numpy()
-        window_start, window_step = time.perf_counter(), done
-      if done % cfg.log_freq == 0 or done == cfg.num_train_steps:
-        last = self._log(done, pending, window_start, window_step, global_batch)
-        pending, window_start, window_step = [], time.perf_counter(), done
-      if done % cfg.save_checkpoints_steps == 0 or done == cfg.num_train_steps:
-        self.save()
+    with guards.StopSignals() as signals, \
+         guards.HangWatchdog(cfg.hang_timeout_secs, self.world.rank) as watchdog:
+      for step in range(start, cfg.num_train_steps):
+        watchdog.waiting_for("the input", step)
+        features, input_error = _next_input(iterator, step, cfg.num_train_steps)
+        watchdog.waiting_for("the other ranks' stop check", step)
+        stop_signal, input_failed = self.world.max_over_ranks(
+            [signals.received or 0, int(input_error is not None)])
+        if stop_signal or input_failed:
+          self._stop(step, stop_signal, input_error, describe_input_error)
+        for callback in self.callbacks:
+          callback.on_step_begin(self, step, features)
+        watchdog.waiting_for("the gradient all-reduce", step)
+        metrics = self._train_step(features)
+        done = step + 1
+        self._check_finite(done, metrics)
+        watchdog.step_done()
+        pending.append(metrics)
+        if step == start:
+          # The first step traces and compiles: keep it out of the throughput.
+          window_start, window_step = time.perf_counter(), done
+        if done % cfg.log_freq == 0 or done == cfg.num_train_steps:
+          last = self._log(done, pending, window_start, window_step, global_batch)
+          pending, window_start, window_step = [], time.perf_counter(), done
+        if done % cfg.save_checkpoints_steps == 0 or done == cfg.num_train_steps:
+          self.save()
     for callback in self.callbacks:
       callback.on_train_end(self, cfg.num_train_steps)
     return last
+
+  def _stop(self, step, stop_signal, input_error, describe_input_error):
+    """Every rank stops before step `step`: rank 0 checkpoints the steps done, then each
+    leaves with the exit the stop asks for."""
+    if step > int(self.latest_saved_step() or 0):
+      self.save()
+    self.world.barrier()  # No rank exits (ending the job) before the checkpoint is written.
+    checkpoint = f"ckpt-{step}" if step else "none (no step done)"
+    if stop_signal:
+      logging.warning("stopped by %s at step %d; checkpoint %s",
+                      guards.signal_name(stop_signal), step, checkpoint)
+      raise SystemExit(128 + stop_signal)
+    if input_error is None:
+      raise guards.InputError(f"another rank's input failed before step {step + 1}; "
+                              f"checkpoint {checkpoint} (its log names the file)")
+    detail = describe_input_error(input_error) if describe_input_error else input_error.message
+    raise guards.InputError(f"the input failed before step {step + 1} on rank "
+                            f"{self.world.rank}: {detail}; checkpoint {checkpoint}")
+
+  def _check_finite(self, step, metrics):
+    """Raises guards.NonFiniteError on a non-finite loss or gradient norm (fp32, bf16), or
+    when float16 loss scaling cannot recover: 100 skipped steps in a row, or a skip at a
+    loss scale of 1 (it would have to fall below 1)."""
+    loss, gradient_norm = float(metrics["loss"]), float(metrics["gradient_norm"])
+    loss_scale = self.optimizer.loss_scale
+    if loss_scale is None:
+      for name, value in (("loss", loss), ("gradient norm", gradient_norm)):
+        if not math.isfinite(value):
+          raise guards.NonFiniteError(
+              f"the {name} is {value} at step {step}: stopping; no checkpoint of it is "
+              f"written, the latest is {self.latest_checkpoint_name()}")
+      return
+    if math.isfinite(gradient_norm):
+      self._skipped_in_a_row = 0
+      return
+    self._skipped_in_a_row += 1
+    scale = float(loss_scale.scale.numpy())
+    if self._skipped_in_a_row >= MAX_SKIPPED_STEPS_IN_A_ROW or scale <= loss_scale.min_scale:
+      cause = (f"{self._skipped_in_a_row} steps in a row were skipped"
+               if self._skipped_in_a_row >= MAX_SKIPPED_STEPS_IN_A_ROW else
+               f"the loss scale would fall below {loss_scale.min_scale:g}")
+      raise guards.NonFiniteError(
+          f"float16 gradients are not finite at step {step} and {cause} (loss {loss}): "
+          "the model overflows float16 even unscaled; stopping; the latest checkpoint is "
+          f"{self.latest_checkpoint_name()}")
 
   def _log(self, step, pending, window_start, window_step, global_batch):
     metrics = {k: sum(float(m[k]) for m in pending) / len(pending) for k in pending[0]}
@@ -306,6 +403,18 @@ class Trainer:
     if not count:
       raise ValueError("The eval input is empty")
     return {k: v / count for k, v in totals.items()}
+
+
+def _next_input(iterator, step, num_train_steps):
+  """(features, None), or (None, the tf.errors.OpError) when reading the input failed."""
+  try:
+    return next(iterator), None
+  except StopIteration:
+    raise ValueError(f"The input ran out at step {step} of {num_train_steps}: "
+                     "it must repeat for training") from None
+  except (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
+          tf.errors.NotFoundError) as error:
+    return None, error
 
 
 def write_results(path: str, results: dict) -> None:

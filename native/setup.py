@@ -7,7 +7,8 @@
 
 scripts/setup.sh runs `pip install --no-build-isolation ./native`.
 """
-from setuptools import Extension, setup
+from setuptools import Extension
+from setuptools import setup
 
 setup(
     name="bert-wordpiece-native",

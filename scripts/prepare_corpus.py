@@ -20,7 +20,8 @@ import re
 import sys
 
 import blingfire
-from absl import app, flags
+from absl import app
+from absl import flags
 
 from bert import files
 

@@ -10,7 +10,8 @@
 import json
 import os
 
-from absl import app, flags
+from absl import app
+from absl import flags
 
 import run_pretraining
 from bert import training

@@ -27,6 +27,7 @@ import pathlib
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,7 @@ SBIN_PATH = "/usr/local/sbin:/usr/sbin:/sbin"
 # The veth end inside every namespace has this name, as every node of a cluster has its eth0:
 # Horovod's Gloo needs one interface name common to all hosts (horovodrun --network-interface).
 IFACE = "eth0"
+ETC_NETNS = pathlib.Path("/etc/netns")  # per-namespace /etc files of `ip netns exec`
 SSH_CONNECT_TIMEOUT = 5  # seconds; also bounds how long ssh to a cut host takes to fail
 _SERIAL = itertools.count()
 
@@ -90,6 +92,61 @@ def _rate_bits(rate: str) -> float:
   return value * (8 if match.group(3) == "bps" else 1)
 
 
+def _kill_netns_processes(ip: str, ns: str) -> None:
+  """SIGKILLs whatever still runs in namespace `ns` (only the harness and its users start
+  processes there), a few rounds in case something forks meanwhile."""
+  for _ in range(5):
+    out = subprocess.run([ip, "netns", "pids", ns], capture_output=True, text=True, timeout=10,
+                         check=False).stdout
+    pids = [int(p) for p in out.split() if p.isdigit() and int(p) != os.getpid()]
+    if not pids:
+      return
+    for pid in pids:
+      with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.1)
+
+
+def _of_dead_process(name: str, pattern: re.Pattern) -> bool:
+  """Whether `name` is the harness's and the process that made it (pid in the name) is gone."""
+  match = pattern.fullmatch(name)
+  if not match or int(match[1]) == os.getpid():
+    return False
+  try:  # a zombie (killed, not yet reaped) is dead too: the state follows "(comm)"
+    return pathlib.Path(f"/proc/{match[1]}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+  except (OSError, IndexError):
+    return True
+
+
+def cleanup_stale() -> list[str]:
+  """Removes what clusters of processes that died without teardown (a SIGKILLed pytest) left:
+  their namespaces (and processes), links, /etc/netns folders and temp folders. Names carry
+  the creating pid, so live clusters of other processes are left alone. Returns what it
+  removed; Cluster.start() calls it."""
+  ip = _which("ip") or "ip"
+  removed = []
+  net_names = re.compile(r"bt(\d+)[a-z](?:h\d+|br|v\d+)")
+  run_netns = pathlib.Path("/run/netns")
+  for ns in sorted(os.listdir(run_netns)) if run_netns.is_dir() else []:
+    if _of_dead_process(ns, net_names):
+      _kill_netns_processes(ip, ns)
+      subprocess.run([ip, "netns", "del", ns], capture_output=True, timeout=20, check=False)
+      removed.append(ns)
+  for folder in sorted(ETC_NETNS.iterdir()) if ETC_NETNS.is_dir() else []:
+    if _of_dead_process(folder.name, net_names):
+      shutil.rmtree(folder, ignore_errors=True)
+  for link in sorted(os.listdir("/sys/class/net")):
+    if _of_dead_process(link, net_names):
+      subprocess.run([ip, "link", "del", link], capture_output=True, timeout=20, check=False)
+      removed.append(link)
+  tmp_names = re.compile(r"bt(\d+)[a-z]-\w+")
+  for folder in sorted(pathlib.Path(tempfile.gettempdir()).glob("bt*-*")):
+    if folder.is_dir() and _of_dead_process(folder.name, tmp_names):
+      shutil.rmtree(folder, ignore_errors=True)
+      removed.append(str(folder))
+  return removed
+
+
 class Cluster:
   """`num_hosts` network namespaces joined by a bridge, each with an address and an sshd.
 
@@ -118,6 +175,7 @@ class Cluster:
     self._sshds: list[subprocess.Popen] = []
     self._created_ns: list[str] = []
     self._created_links: list[str] = []
+    self._etc_folders: list[pathlib.Path] = []
     self._closed = False
     self._started = False
 
@@ -137,6 +195,7 @@ class Cluster:
     reason = available()
     if reason:
       raise RuntimeError(reason)
+    cleanup_stale()
     self._started = True
     atexit.register(self.close)
     try:
@@ -161,7 +220,7 @@ class Cluster:
       with contextlib.suppress(Exception):
         proc.terminate()
     for ns in self._created_ns:
-      self._kill_namespace_processes(ns)
+      _kill_netns_processes(self._ip, ns)
     for proc in self._sshds:
       try:
         proc.wait(timeout=5)
@@ -174,22 +233,13 @@ class Cluster:
     for link in reversed(self._created_links):
       if pathlib.Path(f"/sys/class/net/{link}").exists():
         self._quiet([self._ip, "link", "del", link])
+    for folder in self._etc_folders:
+      shutil.rmtree(folder, ignore_errors=True)
+    if self._etc_folders:
+      with contextlib.suppress(OSError):
+        ETC_NETNS.rmdir()  # only when empty: another cluster may be using it
     if self.tmp is not None:
       shutil.rmtree(self.tmp, ignore_errors=True)
-
-  def _kill_namespace_processes(self, ns: str) -> None:
-    """SIGKILLs whatever still runs in `ns` (only the harness and its users start processes
-    there), a few rounds in case something forks meanwhile."""
-    for _ in range(5):
-      out = subprocess.run([self._ip, "netns", "pids", ns], capture_output=True, text=True,
-                           timeout=10, check=False).stdout
-      pids = [int(p) for p in out.split() if p.isdigit() and int(p) != os.getpid()]
-      if not pids:
-        return
-      for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-          os.kill(pid, signal.SIGKILL)
-      time.sleep(0.1)
 
   # --- setup steps --------------------------------------------------------------------------
 
@@ -275,6 +325,31 @@ class Cluster:
       self._run([ip, "-n", ns, "link", "set", "lo", "up"])
       self._run([ip, "-n", ns, "addr", "add", f"{addr}/{self.subnet.prefixlen}", "dev", IFACE])
       self._run([ip, "-n", ns, "link", "set", IFACE, "up"])
+    self._write_etc_files()
+
+  def _write_etc_files(self) -> None:
+    """/etc/netns/<ns>/hosts and resolv.conf, which `ip netns exec` bind-mounts over /etc's.
+
+    The hosts file maps every host's name (its namespace's) to its address and, as on a real
+    node, this machine's hostname (which all namespaces share) to the host's own address:
+    Horovod 0.28's Gloo process-set contexts ignore HOROVOD_GLOO_IFACE and bind to whatever
+    the hostname resolves to, which is 127.0.0.1 in the root namespace. resolv.conf names no
+    server, so a lookup of any other name fails at once instead of asking outside.
+    """
+    hostname = socket.gethostname()
+    for ns, addr in zip(self.namespaces, self.hosts):
+      folder = ETC_NETNS / ns
+      for attempt in range(3):  # another cluster's teardown may rmdir /etc/netns meanwhile
+        try:
+          folder.mkdir(parents=True, exist_ok=True)
+          break
+        except FileNotFoundError:
+          if attempt == 2:
+            raise
+      self._etc_folders.append(folder)
+      names = "".join(f"{a} {n}\n" for a, n in zip(self.hosts, self.namespaces) if n != ns)
+      (folder / "hosts").write_text(f"127.0.0.1 localhost\n{addr} {ns} {hostname}\n{names}")
+      (folder / "resolv.conf").write_text("# multihost: no name server\noptions attempts:1\n")
 
   def _start_sshds(self) -> None:
     """One sshd per namespace on its host's address, port 22, logging to hostN/sshd.log."""

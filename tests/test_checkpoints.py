@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tiny
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
+from safetensors.numpy import save_file
 
 import convert_checkpoint
 import modeling

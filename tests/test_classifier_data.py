@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 
 import tokenization
-from bert import classifier_data, classifier_features, classifier_metrics, files
+from bert import classifier_data
+from bert import classifier_features
+from bert import classifier_metrics
+from bert import files
 
 GLUE = pathlib.Path(__file__).parent / "data" / "glue"
 

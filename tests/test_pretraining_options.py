@@ -253,10 +253,8 @@ def test_masking_needs_a_vocab_with_the_special_tokens(tmp_path):
 # ----------------------------------------------------------------------------- raw text
 
 def text_source(data, files, chunk_bytes=4096):
-  from bert import (
-    pretraining_data,
-    pretraining_sources,
-  )
+  from bert import pretraining_data
+  from bert import pretraining_sources
   tokenizer, vocab, _ = pretraining_data.load_tokenizer_and_vocab(str(data.vocab))
   return pretraining_sources.TextSource(
       files=tuple(map(str, files)), tokenizer=tokenizer, cls_id=vocab["[CLS]"],

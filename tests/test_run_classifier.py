@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tiny
-from finetuning_helpers import run_script, write_novel_classification_set
+from finetuning_helpers import run_script
+from finetuning_helpers import write_novel_classification_set
 
 from bert import classifier_data
 
@@ -124,10 +125,8 @@ def test_bad_input_names_file_and_line(files, message, repo_dir, uncased_vocab, 
 
 def test_classifier_head_has_googles_names_and_loads_hf_weights(minilm_dir):
   import modeling
-  from bert import (
-    checkpoints,
-    task_models,
-  )
+  from bert import checkpoints
+  from bert import task_models
   config = modeling.BertConfig.from_json_file(minilm_dir / "config.json")
   model = task_models.BertClassifier(config, num_labels=3)
   paths = [v.path for v in model.trainable_variables]

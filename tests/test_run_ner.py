@@ -102,10 +102,8 @@ def test_model_loads_hugging_face_weights(minilm_dir):
   import numpy as np
 
   import modeling
-  from bert import (
-    checkpoints,
-    task_models,
-  )
+  from bert import checkpoints
+  from bert import task_models
   config = modeling.BertConfig.from_json_file(str(minilm_dir / "config.json"))
   model = task_models.BertTokenClassifier(config, num_labels=9)
   assert {v.path for v in model.weights} - {v.path for v in model.bert.weights} == {

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import tokenization
-from bert import squad_data, squad_predictions
+from bert import squad_data
+from bert import squad_predictions
 
 SQUAD_DIR = pathlib.Path(__file__).parent / "data" / "squad"
 V1_FILE = SQUAD_DIR / "squad_v1.1_train.json"

@@ -6,7 +6,8 @@ import tiny
 
 import modeling
 import optimization
-from bert import distributed, training
+from bert import distributed
+from bert import training
 
 
 class _SecondRank(distributed.SingleProcess):
