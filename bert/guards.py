@@ -1,9 +1,11 @@
 """How a training run ends when something goes wrong: nothing lost, no silent hang.
 
-* `StopSignals`: SIGTERM (SLURM and Kubernetes before preemption), SIGINT and SIGUSR1
-  (SLURM's --signal=USR1@120) become a request to stop at the next step boundary; the loop
-  agrees on that step with every rank, rank 0 writes its checkpoint, and the process exits
-  128 + the signal's number (143, 130, 138), as if the signal had ended it.
+* `StopSignals`: SIGTERM (SLURM and Kubernetes before preemption), SIGINT, SIGUSR1 (SLURM's
+  --signal=USR1@120) and SIGUSR2 (what scripts/run_pretraining_multinode.sh sends through
+  mpirun, which forwards only SIGUSR1/2 without killing the job) become a request to stop at
+  the next step boundary; the loop agrees on that step with every rank, rank 0 writes its
+  checkpoint, and the process exits 128 + the signal's number (143, 130, 138, 140), as if the
+  signal had ended it.
 * `HangWatchdog`: armed after the first step; when no optimizer step completes within the
   timeout, the rank logs what it was waiting for (the input or the gradient all-reduce) with
   its step, rank and host, and the process exits EXIT_HANG at once. The launcher then ends
@@ -31,7 +33,7 @@ from absl import logging
 EXIT_FAILED = 1
 EXIT_NON_FINITE = 3
 EXIT_HANG = 124
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class NonFiniteError(RuntimeError):

@@ -293,7 +293,7 @@ class Trainer:
       for step in range(start, cfg.num_train_steps):
         watchdog.waiting_for("the input", step)
         features, input_error = _next_input(iterator, step, cfg.num_train_steps)
-        watchdog.waiting_for("the other ranks' stop check", step)
+        watchdog.waiting_for("the stop-check all-reduce (with every rank)", step)
         stop_signal, input_failed = self.world.max_over_ranks(
             [signals.received or 0, int(input_error is not None)])
         if stop_signal or input_failed:

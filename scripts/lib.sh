@@ -45,6 +45,41 @@ run_or_print() {
   fi
 }
 
+# run_forwarding_signals OUTPUT_DIR WORD...: runs the launcher command (mpirun or horovodrun)
+# as a child and turns SIGTERM, SIGINT and SIGUSR1 sent to this script (by a scheduler, kill
+# or Ctrl-C) into a stop request for every rank. mpirun gets SIGUSR1 for SIGUSR1 and SIGUSR2
+# for the others: the two signals it forwards to all ranks without killing the job (on SIGTERM
+# it kills the ranks within a second, before they can checkpoint). horovodrun gets SIGTERM
+# (SIGINT for SIGINT), which it passes on to its ranks, killing them 5 s later. Any rank's signal stops
+# all: they agree on a step, rank 0 checkpoints it, all exit. Then this prints "stopped by
+# SIG... at step N; checkpoint ckpt-N" from OUTPUT_DIR's checkpoint state file and returns
+# 128 + the signal received (143, 130, 138), else the command's exit status.
+run_forwarding_signals() {
+  local output_dir="$1" child status received="" stop_as=TERM interrupt_as=INT usr1_as=TERM
+  shift
+  if [[ "$(basename "$1")" == "mpirun" ]]; then stop_as=USR2 interrupt_as=USR2 usr1_as=USR1; fi
+  "$@" &
+  child=$!
+  trap 'received=TERM; kill -"$stop_as" "$child" 2>/dev/null' TERM
+  trap 'received=INT; kill -"$interrupt_as" "$child" 2>/dev/null' INT
+  trap 'received=USR1; kill -"$usr1_as" "$child" 2>/dev/null' USR1
+  # wait returns early (> 128) when a trapped signal arrives: wait again until the child exits.
+  while true; do
+    status=0
+    wait "$child" || status=$?
+    kill -0 "$child" 2>/dev/null || break
+  done
+  trap - TERM INT USR1
+  if [[ -z "$received" ]]; then
+    return "$status"
+  fi
+  local checkpoint
+  checkpoint="$(sed -n 's/^model_checkpoint_path: "\(.*\)"$/\1/p' "$output_dir/checkpoint" \
+                2>/dev/null || true)"
+  echo "stopped by SIG$received at step ${checkpoint#ckpt-}; checkpoint ${checkpoint:-none}" >&2
+  return $(( 128 + $(kill -l "$received") ))
+}
+
 # require_positive_int NAME VALUE: exits with a message naming the variable otherwise.
 require_positive_int() {
   if ! [[ "$2" =~ ^[1-9][0-9]*$ ]]; then
@@ -72,7 +107,8 @@ horovod_launcher() {
 
 # pretraining_args: fills the array PRETRAIN_ARGS with run_pretraining.py and its flags from
 # the variables BERT_CONFIG INPUT_FILE OUTPUT_DIR (required) and SEQ MAX_PRED BATCH ACCUM STEPS
-# WARMUP LR OPTIMIZER PRECISION XLA USE_HOROVOD PYTHON, for the real-data launchers
+# WARMUP LR OPTIMIZER PRECISION XLA USE_HOROVOD PYTHON (and PROGRAM, a script that takes
+# run_pretraining.py's flags, e.g. the tests' instrumented one), for the real-data launchers
 # (multinode, SLURM, two-phase). Flags after them come from the array EXTRA_FLAGS.
 # shellcheck disable=SC2034  # PRETRAIN_ARGS is this function's output
 pretraining_args() {
@@ -88,7 +124,7 @@ pretraining_args() {
   case "$XLA" in 0) use_xla=False ;; 1) use_xla=True ;; *)
     echo "$(basename "$0"): XLA must be 0 or 1, got '$XLA'" >&2; exit 2 ;;
   esac
-  PRETRAIN_ARGS=("$PYTHON" run_pretraining.py --bert_config_file="$BERT_CONFIG"
+  PRETRAIN_ARGS=("$PYTHON" "${PROGRAM:-run_pretraining.py}" --bert_config_file="$BERT_CONFIG"
     --input_file="$INPUT_FILE" --output_dir="$OUTPUT_DIR" --do_train=True
     --max_seq_length="$SEQ" --max_predictions_per_seq="$MAX_PRED" --train_batch_size="$BATCH"
     --num_accumulation_steps="$ACCUM" --num_train_steps="$STEPS" --num_warmup_steps="$WARMUP"

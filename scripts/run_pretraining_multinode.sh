@@ -20,6 +20,8 @@
 #   LR [1e-4]  OPTIMIZER adam|lamb|nadam|nlamb [adam]  PRECISION fp32|fp16|bf16 [fp16]  XLA [1]
 #                   (Google's BERT-base recipe: global batch 256 = 8 ranks x 32)
 #   PYTHON          the interpreter on every host [python]
+# SIGTERM, SIGINT or SIGUSR1 sent to this script stops every rank at the same step, after rank
+# 0 writes that step's checkpoint; the script then exits 143, 130 or 138 (see scripts/lib.sh).
 # Every NCCL_*, UCX_*, HOROVOD_* and TensorFlow (TF_CPP_*, TF_XLA_*, TF_GPU_*, TF_FORCE_*,
 # TF_ENABLE_*, TF_NUM_*) variable set here is passed to all ranks (-x), with
 # PATH, LD_LIBRARY_PATH and PYTHONPATH, e.g. NCCL_SOCKET_IFNAME=ib0 NCCL_IB_HCA=mlx5.
@@ -76,4 +78,9 @@ done < <(compgen -e | grep -E '^(NCCL|UCX|HOROVOD)_|^TF_(CPP|XLA|GPU|FORCE|ENABL
 pretraining_args
 launch=(mpirun -np "$np" "${hosts_flags[@]}" -map-by "ppr:$SLOTS_PER_HOST:node" -bind-to none
         "${network_flags[@]}" "${env_flags[@]}")
-run_or_print "${launch[@]}" "${PRETRAIN_ARGS[@]}"
+if [[ "$DRY_RUN" == "1" ]]; then
+  quote_command "${launch[@]}" "${PRETRAIN_ARGS[@]}"
+  exit 0
+fi
+echo "+ $(quote_command "${launch[@]}" "${PRETRAIN_ARGS[@]}")" >&2
+run_forwarding_signals "$OUTPUT_DIR" "${launch[@]}" "${PRETRAIN_ARGS[@]}"

@@ -4,7 +4,8 @@
         [--trace_dir=DIR] [--fail_at=RANK:STEP]
 
 --trace_dir: every rank writes DIR/rank<R>.json: sha256 fingerprints of its weights at the
-  start and end of training and the input_ids of its first step.
+  start and end of training, the input_ids of its first step and its network namespace (its
+  host, in the multi-host tests).
 --fail_at: that rank raises at the start of that step (a crashed rank).
 """
 import json
@@ -28,7 +29,8 @@ class RankTrace(training.Callback):
 
   def on_train_begin(self, trainer, step):
     self.trace.update(rank=trainer.world.rank, start_step=step,
-                      start_weights_sha256=trainer.weights_fingerprint())
+                      start_weights_sha256=trainer.weights_fingerprint(),
+                      network_namespace=os.readlink("/proc/self/ns/net"))
 
   def on_step_begin(self, trainer, step, features):
     if "first_input_ids" not in self.trace and "input_ids" in features:
