@@ -261,6 +261,27 @@ def test_sbatch_dry_run():
   assert result.returncode == 2 and "not the repository root" in result.stderr
 
 
+@pytest.mark.parametrize("srun_exit,requeued", [(138, True), (143, True), (1, False)])
+def test_sbatch_requeues_after_a_signal_stop(tmp_path, srun_exit, requeued):
+  """Under SLURM (stand-in srun and scontrol): a run stopped by SIGUSR1 or SIGTERM (138, 143,
+  checkpointed) requeues the job; any other failure does not. The exit status is srun's."""
+  text = (SCRIPTS / "pretrain.sbatch").read_text()
+  assert re.search(r"^#SBATCH --signal=USR1@\d+$", text, re.M)
+  assert re.search(r"^#SBATCH --requeue$", text, re.M)
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  (bin_dir / "srun").write_text(f"#!/bin/sh\nexit {srun_exit}\n")
+  (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/scontrol.log\n")
+  for tool in bin_dir.iterdir():
+    tool.chmod(0o755)
+  env = {**TRAINING_ENV, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "4242",
+         "BERT_REPO": str(REPO)}
+  result = run_script("pretrain.sbatch", env=env, check=False)
+  assert result.returncode == srun_exit, result.stderr
+  log = tmp_path / "scontrol.log"
+  assert (log.read_text() if log.exists() else "") == ("requeue 4242\n" if requeued else "")
+
+
 def test_two_phase_dry_run():
   env = {"BERT_CONFIG": "configs/bert_base.json", "INPUT_FILE_PHASE1": "d128/*",
          "INPUT_FILE_PHASE2": "d512/*", "OUTPUT_DIR": "runs/base", "NP": "2",
