@@ -221,6 +221,15 @@ class GradientAccumulator(tf.Module):
     return [total / count if present else None
             for total, present in zip(self._sums, has_gradient)]
 
+  def gradients_with(self, grads: Sequence[tf.Tensor | tf.IndexedSlices | None]
+                     ) -> list[tf.Tensor | None]:
+    """gradients() as if `grads` (the last micro-batch's) had been accumulated first, without
+    storing them: each mean depends only on its own gradient, so an all-reduce of it can start
+    while the rest of the backward pass runs."""
+    count = ops.cast(self.num_micro_batches + 1, "float32")
+    return [None if grad is None else (total + ops.cast(grad, "float32")) / count
+            for total, grad in zip(self._sums, _densify(grads))]
+
   def reset(self) -> None:
     for total in self._sums:
       total.assign(tf.zeros_like(total))

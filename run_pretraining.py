@@ -188,12 +188,14 @@ def main(_, callbacks=()):
   from bert import checkpoints
   from bert import training
 
-  config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
-  validate_flags(config)
+  with guards.configuration_errors():
+    config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
+    validate_flags(config)
   options = flag_blocks.options_from_flags(run_setup.TrainingOptions, FLAGS)
   world, precision = run_setup.start_run(options)
 
-  source = InputSource(config)
+  with guards.configuration_errors():
+    source = InputSource(config)
   model = modeling.BertPretrainingModel(config, use_next_sentence=not FLAGS.only_mlm_loss)
   trainer = run_setup.build_trainer(model, pretraining_loss_fn, world, precision, options,
                                     FLAGS.num_train_steps, FLAGS.num_warmup_steps,
@@ -239,4 +241,4 @@ def mark_required_flags():
 if __name__ == "__main__":
   define_flags()
   mark_required_flags()
-  app.run(main)
+  app.run(main, flags_parser=guards.parse_flags)

@@ -21,7 +21,9 @@ class SingleProcess:
   local_rank = 0
   is_chief = True
 
-  def allreduce_gradients(self, grads: Sequence[tf.Tensor | None]) -> list:
+  def allreduce_gradients(self, grads: Sequence[tf.Tensor | None],
+                          groups: Sequence[Sequence[int]] | None = None) -> list:
+    del groups
     return list(grads)
 
   def broadcast_variables(self, variables: Sequence[tf.Variable]) -> None:
@@ -59,15 +61,26 @@ class HorovodWorld:
     self._compression = hvd.Compression.fp16 if fp16_allreduce else hvd.Compression.none
     _pin_local_gpu(self.local_rank)
 
-  def allreduce_gradients(self, grads: Sequence[tf.Tensor | None]) -> list:
-    """Averages gradients over ranks in one fused, grouped all-reduce. None stays None."""
-    present = [i for i, g in enumerate(grads) if g is not None]
-    dense = [tf.convert_to_tensor(grads[i]) for i in present]
-    reduced = self._hvd.grouped_allreduce(dense, op=self._hvd.Average,
-                                          compression=self._compression)
+  def allreduce_gradients(self, grads: Sequence[tf.Tensor | None],
+                          groups: Sequence[Sequence[int]] | None = None) -> list:
+    """Averages gradients over ranks. None stays None.
+
+    Args:
+      groups: indices of `grads`, one list per all-reduce, in the order the backward pass
+        finishes them (e.g. per layer, last layer first). Inside a tf.function each group's
+        all-reduce starts as soon as its gradients exist, while the backward pass goes on;
+        Horovod's fusion buffer merges the small ones. None: one grouped all-reduce of all.
+    """
     out = list(grads)
-    for i, g in zip(present, reduced):
-      out[i] = g
+    for group in [range(len(grads))] if groups is None else groups:
+      present = [i for i in group if grads[i] is not None]
+      if not present:
+        continue
+      reduced = self._hvd.grouped_allreduce(
+          [tf.convert_to_tensor(grads[i]) for i in present], op=self._hvd.Average,
+          compression=self._compression)
+      for i, g in zip(present, reduced):
+        out[i] = g
     return out
 
   def broadcast_variables(self, variables: Sequence[tf.Variable]) -> None:

@@ -51,6 +51,10 @@ def define_training_flags(head_may_be_missing: bool = False) -> None:
                     "every micro-batch (False).")
   flags.DEFINE_bool("use_xla", False, "XLA-compile the forward/backward pass.")
   flags.DEFINE_bool("fp16_allreduce", False, "Compress the gradient all-reduce to float16.")
+  flags.DEFINE_bool("overlap_allreduce", True,
+                    "All-reduce each layer's gradients as soon as the backward pass has them, "
+                    "overlapping communication with computation (False: one grouped "
+                    "all-reduce after the backward pass; --use_xla implies False).")
   flags.DEFINE_enum("precision", "fp32", ["fp32", "fp16", "bf16"], "Compute precision.")
   flags.DEFINE_integer("log_freq", None, "Log every this many steps "
                        "(default: min(--iterations_per_loop, 100)).", lower_bound=1)

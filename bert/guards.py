@@ -15,10 +15,15 @@
 * `InputError`, `CheckpointWriteError`: the input failed (naming the file and the record
   offset) or the disk is full (naming the checkpoint and the latest complete one).
 
+* `ConfigurationError` (`configuration_errors()`), a bad flag (`parse_flags`) or an
+  app.UsageError: the run cannot start as asked; retrying cannot help.
+
 Exit statuses (the launch scripts tell what is worth a retry by them):
-  EXIT_FAILED 1 (an error: input, disk, a crash), EXIT_NON_FINITE 3, EXIT_HANG 124 (as
-  timeout(1)), 128 + signal after a requested stop.
+  EXIT_FAILED 1 (an error: input, disk, a crash), EXIT_USAGE 2 (a usage or configuration
+  error), EXIT_NON_FINITE 3, EXIT_HANG 124 (as timeout(1)), 128 + signal after a requested
+  stop.
 """
+import contextlib
 import functools
 import logging as py_logging
 import os
@@ -28,9 +33,12 @@ import sys
 import threading
 import time
 
+from absl import app
+from absl import flags
 from absl import logging
 
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 EXIT_NON_FINITE = 3
 EXIT_HANG = 124
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
@@ -48,6 +56,31 @@ class CheckpointWriteError(RuntimeError):
   """A checkpoint could not be written (e.g. a full disk); nothing partial is left."""
 
 
+class ConfigurationError(ValueError):
+  """The flags, config or data do not fit together: found before training starts."""
+
+
+@contextlib.contextmanager
+def configuration_errors():
+  """Turns the ValueErrors and missing files of a script's set-up (config, flags against the
+  data) into ConfigurationError: exit EXIT_USAGE, never retried by the launch scripts."""
+  try:
+    yield
+  except (ValueError, FileNotFoundError) as error:
+    raise ConfigurationError(str(error)) from error
+
+
+def parse_flags(argv):
+  """app.run's flags_parser: absl's, but a bad flag exits EXIT_USAGE (absl's exits 1, which
+  would look like a failure worth a retry)."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    sys.stderr.write(f"FATAL Flags parsing error: {error}\n"
+                     "Pass --helpshort or --helpfull to see help on flags.\n")
+    sys.exit(EXIT_USAGE)
+
+
 def exit_codes(main):
   """Decorates a script's main: these errors end the process with their exit status and a
   one-line error instead of a traceback (the message says everything there is to say)."""
@@ -55,6 +88,13 @@ def exit_codes(main):
   def main_with_exit_codes(*args, **kwargs):
     try:
       return main(*args, **kwargs)
+    except app.UsageError as error:
+      error.exitcode = EXIT_USAGE
+      raise
+    except ConfigurationError as error:
+      logging.error("%s", error)
+      _flush_logs()
+      sys.exit(EXIT_USAGE)
     except NonFiniteError as error:
       logging.error("%s", error)
       _flush_logs()

@@ -27,6 +27,7 @@ class TrainingOptions:
   allreduce_post_accumulation: bool = True
   use_xla: bool = False
   fp16_allreduce: bool = False
+  overlap_allreduce: bool = True
   log_freq: int | None = None
   iterations_per_loop: int = 1000
   keep_checkpoint_max: int = 5
@@ -85,5 +86,6 @@ def build_trainer(model, loss_fn, world, precision: str, options: TrainingOption
       save_checkpoints_steps=options.save_checkpoints_steps,
       keep_checkpoint_max=options.keep_checkpoint_max,
       hang_timeout_secs=options.hang_timeout_secs,
+      overlap_allreduce=options.overlap_allreduce,
       micro_batch_size=options.train_batch_size, seq_length=options.max_seq_length)
   return training.Trainer(model, optimizer, loss_fn, world, loop_config, callbacks=callbacks)

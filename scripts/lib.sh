@@ -5,6 +5,9 @@
 
 # Set by parse_dry_run: 1 when the script was given --dry-run.
 DRY_RUN=0
+# Set by run_forwarding_signals: the stop signal it passed on, if any.
+# shellcheck disable=SC2034  # read by the scripts that source this file
+STOPPED_BY=""
 
 # parse_dry_run USAGE "$@": accepts only --dry-run and -h/--help.
 parse_dry_run() {
@@ -53,7 +56,8 @@ run_or_print() {
 # (SIGINT for SIGINT), which it passes on to its ranks, killing them 5 s later. Any rank's signal stops
 # all: they agree on a step, rank 0 checkpoints it, all exit. Then this prints "stopped by
 # SIG... at step N; checkpoint ckpt-N" from OUTPUT_DIR's checkpoint state file and returns
-# 128 + the signal received (143, 130, 138), else the command's exit status.
+# 128 + the signal received (143, 130, 138), else the command's exit status. Sets STOPPED_BY
+# to the signal's name (TERM, INT, USR1), or empty.
 run_forwarding_signals() {
   local output_dir="$1" child status received="" stop_as=TERM interrupt_as=INT usr1_as=TERM
   shift
@@ -70,6 +74,8 @@ run_forwarding_signals() {
     kill -0 "$child" 2>/dev/null || break
   done
   trap - TERM INT USR1
+  # shellcheck disable=SC2034  # read by the scripts that source this file
+  STOPPED_BY="$received"
   if [[ -z "$received" ]]; then
     return "$status"
   fi

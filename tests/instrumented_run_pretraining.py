@@ -15,6 +15,7 @@ from absl import app
 from absl import flags
 
 import run_pretraining
+from bert import guards
 from bert import training
 
 FLAGS = flags.FLAGS
@@ -68,4 +69,4 @@ if __name__ == "__main__":
   flags.DEFINE_string("trace_dir", None, "Write each rank's trace here.")
   flags.DEFINE_string("fail_at", None, "RANK:STEP: that rank fails at that step.")
   run_pretraining.mark_required_flags()
-  app.run(main)
+  app.run(main, flags_parser=guards.parse_flags)

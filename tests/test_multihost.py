@@ -77,9 +77,10 @@ def flag_list(flags: dict) -> list[str]:
   return [f"--{name}={value}" for name, value in flags.items()]
 
 
-def multinode_command(cluster, data, output_dir, config, steps, flags):
+def multinode_command(cluster, data, output_dir, config, steps, flags, **settings):
   """scripts/run_pretraining_multinode.sh on both hosts, and its environment."""
-  env = rank_env(cluster, HOSTS=",".join(cluster.hosts), SLOTS_PER_HOST="1", NETWORK="tcp",
+  env = rank_env(cluster, **settings, HOSTS=",".join(cluster.hosts), SLOTS_PER_HOST="1",
+                 NETWORK="tcp",
                  BERT_CONFIG=str(config), INPUT_FILE=",".join(map(str, data.shards)),
                  OUTPUT_DIR=str(output_dir), SEQ=str(h.SEQ_LENGTH),
                  MAX_PRED=str(h.MAX_PREDICTIONS), BATCH="4", STEPS=str(steps), WARMUP="0",
@@ -98,12 +99,17 @@ def horovodrun_command(cluster, data, output_dir, config, steps, flags):
 
 
 def launch(cluster, data, name, launcher, config=None, steps=STEPS, marker=None, event=None,
-           **flags) -> Launched:
-  """Runs a 2-host job from host 0; when `marker` shows in its output, calls event(process)."""
+           settings=None, **flags) -> Launched:
+  """Runs a 2-host job from host 0; when `marker` shows in its output, calls event(process).
+  settings: more environment for the multinode script (mpirun)."""
   output_dir = data.root / name
   flags = {"log_freq": 1, "shuffle_input": False, **flags}
-  command, env = (multinode_command if launcher == "mpirun" else horovodrun_command)(
-      cluster, data, output_dir, config or data.config, steps, flags)
+  if launcher == "mpirun":
+    command, env = multinode_command(cluster, data, output_dir, config or data.config, steps,
+                                     flags, **(settings or {}))
+  else:
+    command, env = horovodrun_command(cluster, data, output_dir, config or data.config, steps,
+                                      flags)
   proc = subprocess.Popen(cluster.command_on(0, command), cwd=REPO, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           start_new_session=True)
@@ -165,6 +171,21 @@ def seconds_between(output: str, first: str, second: str) -> float:
     assert match, f"no log line with {text!r}"
     return int(match.group(1)) * 3600 + int(match.group(2)) * 60 + float(match.group(3))
   return stamp(second) - stamp(first)
+
+
+def test_overlapped_and_grouped_allreduce_agree_across_hosts(cluster, data, tf):
+  """The same 2-host job with per-layer all-reduces during the backward pass and with one
+  grouped all-reduce after it: the same averaged gradients (logged norms) and weights."""
+  runs = [launch(cluster, data, f"overlap_{overlap}", "horovodrun", overlap_allreduce=overlap)
+          for overlap in (True, False)]
+  for run in runs:
+    run.result.check()
+  norms = [h.tensorboard_scalars(tf, run.output_dir)["gradient_norm"] for run in runs]
+  assert sorted(norms[0]) == list(range(1, STEPS + 1))
+  np.testing.assert_allclose([norms[0][s] for s in sorted(norms[0])],
+                             [norms[1][s] for s in sorted(norms[1])], rtol=1e-5)
+  assert h.max_abs_difference(*(h.read_tf1_weights(tf, run.output_dir / "bert_model.ckpt")
+                                for run in runs)) < 1e-5
 
 
 # --------------------------------------------------------------------------- host failures
@@ -256,3 +277,57 @@ def test_sigterm_across_hosts_then_resume_equals_uninterrupted(cluster, data, tf
       h.read_tf1_weights(tf, resumed.output_dir / "bert_model.ckpt"),
       h.read_tf1_weights(tf, uninterrupted.output_dir / "bert_model.ckpt"))
   assert difference < 1e-5
+
+
+# ------------------------------------------------------------------------------- restarts
+
+def checkpoint_fingerprint(tf, config: pathlib.Path, prefix: pathlib.Path) -> str:
+  """Trainer.weights_fingerprint of the model weights in one of our checkpoints."""
+  import hashlib
+
+  import modeling
+  model = modeling.BertPretrainingModel(modeling.BertConfig.from_json_file(str(config)))
+  tf.train.Checkpoint(model=model).restore(str(prefix)).expect_partial()
+  digest = hashlib.sha256()
+  for variable in model.weights:
+    digest.update(variable.numpy().tobytes())
+  return digest.hexdigest()
+
+
+def test_lost_host_restart_continues_on_the_rest_with_the_same_global_batch(cluster, data, tf):
+  """Host 1's link is cut for good at step 12 (checkpoints every 5 steps): the run fails, the
+  multinode script probes the hosts, relaunches on host 0 alone with --num_accumulation_steps
+  doubled, and reaches the last step from ckpt-10, its weights exactly the checkpoint's."""
+  trace_dir = data.root / "restart" / "trace"
+  trace_dir.mkdir(parents=True)
+  try:
+    run = launch(cluster, data, "restart", "mpirun", steps=30, marker="step 12/",
+                 event=lambda proc: cluster.cut(1),
+                 settings=dict(MAX_RESTARTS="1", PROBE_TIMEOUT_SECS="3"),
+                 hang_timeout_secs=HANG_TIMEOUT, save_checkpoints_steps=5, trace_dir=trace_dir)
+  finally:
+    cluster.restore(1)
+  output = run.result.output
+  run.result.check()
+  assert re.search(rf"restart 1 of 1 after exit \d+: hosts {re.escape(cluster.hosts[0])},"
+                   rf"{re.escape(cluster.hosts[1])} -> {re.escape(cluster.hosts[0])}; ranks "
+                   r"2 -> 1; --num_accumulation_steps 1 -> 2 \(global batch 8 kept\)", output), (
+                       output[-3000:])
+  resumed = re.search(r"Resuming from (\S+ckpt-(\d+)) at step (\d+)", output)
+  assert resumed and resumed.group(2) == resumed.group(3) == "10", output[-3000:]
+  assert "1 ranks x 4 sequences x 2 accumulation steps = global batch 8" in output
+  assert h.logged_losses(output)[30]
+  trace = read_trace(run.output_dir, 0)  # the restarted rank 0 wrote it last
+  assert trace["start_step"] == 10
+  assert trace["start_weights_sha256"] == checkpoint_fingerprint(
+      tf, data.config, pathlib.Path(resumed.group(1)))
+  assert (run.output_dir / "bert_model.ckpt.index").exists()
+  print(f"lost host to finished run: {run.event_seconds:.1f} s")
+
+
+def test_usage_error_is_not_retried(cluster, data):
+  run = launch(cluster, data, "usage", "mpirun", settings=dict(MAX_RESTARTS="3"),
+               no_such_flag=1)
+  assert run.result.returncode == 2, run.result.output[-3000:]
+  assert "a usage or configuration error (exit 2): not retried" in run.result.output
+  assert run.result.output.count("+ mpirun ") == 1

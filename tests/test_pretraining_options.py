@@ -329,7 +329,7 @@ def test_text_rank_without_instances_is_an_error(data):
 def test_input_file_and_input_text_file_exclude_each_other(data):
   result = h.run_process(h.run_pretraining_args(data.config, [data.masked], data.root / "both",
                                                 input_text_file=data.corpus), timeout=120)
-  assert result.returncode != 0
+  assert result.returncode == 2  # a usage error
   assert "Exactly one of (input_file, input_text_file)" in result.output
 
 

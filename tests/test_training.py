@@ -49,9 +49,11 @@ class RecordingWorld(distributed.SingleProcess):
     self.calls = tf.Variable(0, dtype=tf.int64)
     self.received = [tf.Variable(tf.zeros(v.shape, tf.float32)) for v in variables]
     self.factor = factor
+    self.groups = "never called"
 
-  def allreduce_gradients(self, grads):
+  def allreduce_gradients(self, grads, groups=None):
     self.calls.assign_add(1)
+    self.groups = groups
     reduced = []
     for slot, grad in zip(self.received, grads):
       if grad is None:
@@ -87,7 +89,7 @@ def _features(batch, seed):
 
 
 def _step_trainer(tmp_path, num_accumulation_steps=1, post_accumulation=True, factor=1.0,
-                  weights=None):
+                  weights=None, overlap=True):
   """A Trainer of one step over the tiny model, with a RecordingWorld; `weights` start it."""
   model = _pretraining_model()
   if weights is not None:
@@ -95,7 +97,8 @@ def _step_trainer(tmp_path, num_accumulation_steps=1, post_accumulation=True, fa
   world = RecordingWorld(model.trainable_variables, factor)
   loop = training.LoopConfig(output_dir=str(tmp_path), num_train_steps=1,
                              num_accumulation_steps=num_accumulation_steps,
-                             allreduce_post_accumulation=post_accumulation)
+                             allreduce_post_accumulation=post_accumulation,
+                             overlap_allreduce=overlap)
   trainer = training.Trainer(
       model, optimization.create_optimizer(1e-3, 10, 0),
       lambda m, f, training: modeling.pretraining_losses(m(f, training=training), f),
@@ -152,3 +155,35 @@ def test_the_update_uses_the_reduced_gradients(tmp_path):
   doubled_norm = float(doubled._train_step(batch)["gradient_norm"])
   # The norm is taken of what the all-reduce returned, which the optimizer then applies.
   assert doubled_norm == pytest.approx(2 * local_norm, rel=1e-5)
+
+
+def test_layer_groups_follow_the_backward_pass():
+  model = _pretraining_model()
+  paths = [v.path for v in model.trainable_variables]
+  groups = training.layer_groups(model.trainable_variables)
+  assert sorted(i for group in groups for i in group) == list(range(len(paths)))
+  first, *layers, last = [[paths[i] for i in group] for group in groups]
+  assert all(p.startswith(("cls/", "bert/pooler/")) for p in first), first
+  assert [{p.split("/")[2] for p in layer} for layer in layers] == [{"layer_0"}]
+  assert all(p.startswith("bert/embeddings/") for p in last), last
+
+
+@pytest.mark.parametrize("post_accumulation", [True, False])
+def test_overlapped_allreduce_gives_the_same_step(tmp_path, post_accumulation):
+  """Per-layer all-reduces inside the backward pass's graph, or one after it: the averaged
+  gradients and the updated weights are the same."""
+  batches = _stacked(_features(BATCH, 4), _features(BATCH, 5))
+  overlapped, overlapped_world = _step_trainer(
+      tmp_path / "a", num_accumulation_steps=2, post_accumulation=post_accumulation)
+  grouped, grouped_world = _step_trainer(
+      tmp_path / "b", num_accumulation_steps=2, post_accumulation=post_accumulation,
+      overlap=False, weights=overlapped.model.get_weights())
+  overlapped._train_step(batches)
+  grouped._train_step(batches)
+  assert overlapped_world.groups == training.layer_groups(overlapped.variables)
+  assert grouped_world.groups is None
+  assert int(overlapped_world.calls.numpy()) == int(grouped_world.calls.numpy())
+  for ours, theirs in zip(_received(overlapped_world), _received(grouped_world)):
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-7)
+  for ours, theirs in zip(overlapped.model.get_weights(), grouped.model.get_weights()):
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
