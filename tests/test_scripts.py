@@ -282,6 +282,51 @@ def test_sbatch_requeues_after_a_signal_stop(tmp_path, srun_exit, requeued):
   assert (log.read_text() if log.exists() else "") == ("requeue 4242\n" if requeued else "")
 
 
+SRUN_STAND_IN = """#!/bin/bash
+# A probe (srun ... --nodelist=N true) answers for the nodes in $ALIVE; a training run appends
+# its arguments to srun.log and exits with the next status of $STATUSES.
+if [[ "${!#}" == "true" ]]; then
+  for arg in "$@"; do [[ "$arg" == --nodelist=* && " $ALIVE " == *" ${arg#--nodelist=} "* ]] \\
+    && exit 0; done
+  exit 1
+fi
+echo "$*" >> "$LOGS/srun.log"
+read -r -a statuses <<< "$STATUSES"
+calls=$(wc -l < "$LOGS/srun.log")
+exit "${statuses[$(( calls - 1 ))]}"
+"""
+
+
+@pytest.mark.parametrize("statuses,alive,expected_exit,runs", [
+    ("124 0", "node1", 0, 2),  # node2 is lost: restart on node1 with ACCUM 2, then done
+    ("2", "node1 node2", 2, 1),  # a usage error is never retried
+    ("124 124", "node1", 124, 2),  # MAX_RESTARTS=1 spent
+])
+def test_sbatch_restarts_on_the_nodes_left(tmp_path, statuses, alive, expected_exit, runs):
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  (bin_dir / "srun").write_text(SRUN_STAND_IN)
+  (bin_dir / "scontrol").write_text("#!/bin/sh\nprintf 'node1\\nnode2\\n'\n")
+  for tool in bin_dir.iterdir():
+    tool.chmod(0o755)
+  env = {**TRAINING_ENV, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "7",
+         "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_NTASKS_PER_NODE": "1", "BERT_REPO": str(REPO),
+         "MAX_RESTARTS": "1", "PROBE_TIMEOUT_SECS": "5", "STATUSES": statuses, "ALIVE": alive,
+         "LOGS": str(tmp_path)}
+  result = run_script("pretrain.sbatch", env=env, check=False)
+  assert result.returncode == expected_exit, result.stderr
+  launched = (tmp_path / "srun.log").read_text().splitlines()
+  assert len(launched) == runs
+  if statuses == "124 0":
+    assert "restart 1 of 1 after exit 124: nodes node1 node2 -> node1; ranks 2 -> 1; " \
+           "--num_accumulation_steps 1 -> 2" in result.stderr
+    assert "--nodelist=node1" in launched[1] and "--ntasks=1" in launched[1]
+    assert "--num_accumulation_steps=2" in launched[1]
+    assert "--num_accumulation_steps=1" in launched[0]
+  if statuses == "2":
+    assert "not retried" in result.stderr
+
+
 def test_two_phase_dry_run():
   env = {"BERT_CONFIG": "configs/bert_base.json", "INPUT_FILE_PHASE1": "d128/*",
          "INPUT_FILE_PHASE2": "d512/*", "OUTPUT_DIR": "runs/base", "NP": "2",
