@@ -56,17 +56,21 @@ class Result:
 
 
 def run_process(args: list, timeout: float, marker: str | None = None,
-                marker_timeout: float | None = None, **env: str) -> Result:
+                marker_timeout: float | None = None, on_marker=None,
+                full_env: dict | None = None, **env: str) -> Result:
   """Runs `args` from the repo root in a process group of its own.
 
   Raises AssertionError (with the output's tail) when it runs past `timeout` seconds, or past
   `marker_timeout` seconds after an output line containing `marker`: the whole group
   (horovodrun and its ranks) is killed, so a hang fails the test instead of blocking CI.
+  on_marker(process) is called when `marker` first shows (to signal it, cut a link, ...);
+  Result.seconds_after_marker then times what followed. full_env replaces subprocess_env.
   """
   args = [str(a) for a in args]
   start = time.perf_counter()
-  proc = subprocess.Popen(args, cwd=REPO, env=subprocess_env(**env), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, start_new_session=True)
+  proc = subprocess.Popen(args, cwd=REPO, env=full_env or subprocess_env(**env),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          start_new_session=True)
   timed_out = threading.Event()
 
   def stop_hung_process():
@@ -79,6 +83,8 @@ def run_process(args: list, timeout: float, marker: str | None = None,
     for line in proc.stdout:
       lines.append(line)
       if marker is not None and marker_time is None and marker in line:
+        if on_marker is not None:
+          on_marker(proc)
         marker_time = time.perf_counter()
         if marker_timeout is not None:
           watchdogs.append(threading.Timer(marker_timeout, stop_hung_process))

@@ -13,8 +13,6 @@ import shutil
 import signal
 import struct
 import subprocess
-import threading
-import time
 
 import numpy as np
 import pretraining_helpers as h
@@ -82,27 +80,10 @@ class Signalled:
 
 def signal_after(args: list, sig: int, marker: str, timeout: float,
                  rerun: bool = False) -> Signalled:
-  """Starts `args`, sends `sig` to its first process when `marker` appears in the output,
-  waits for it; then, with rerun, runs the same command again to the end."""
-  proc = subprocess.Popen([str(a) for a in args], cwd=h.REPO, env=h.subprocess_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          start_new_session=True)
-  timer = threading.Timer(timeout, h.kill_group, (proc,))
-  timer.start()
-  lines, sent = [], None
-  start = time.perf_counter()
-  try:
-    for line in proc.stdout:
-      lines.append(line)
-      if sent is None and marker in line:
-        os.kill(proc.pid, sig)
-        sent = time.perf_counter()
-    proc.wait()
-  finally:
-    timer.cancel()
-  end = time.perf_counter()
-  stopped = h.Result(args, proc.returncode, "".join(lines), end - start,
-                     None if sent is None else end - sent)
+  """Runs `args`, sending `sig` to its first process when `marker` shows in the output; then,
+  with rerun, runs the same command again to the end."""
+  stopped = h.run_process(args, timeout, marker=marker,
+                          on_marker=lambda proc: os.kill(proc.pid, sig))
   return Signalled(stopped, h.run_process(args, timeout=timeout) if rerun else None)
 
 
