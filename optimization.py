@@ -15,23 +15,23 @@ update being applied uses `step = optimizer.iterations` for the learning rate (s
 first update has lr 0 when there is warmup, as in Google's optimization.py) and
 `t = step + 1` in the bias corrections.
 
-The training loop (bert/training.py), one accumulated step, every piece optional:
+How bert/training.py's Trainer composes them, one accumulated step of N micro-batches:
 
     optimizer = create_optimizer(..., loss_scale=DynamicLossScale() if fp16 else None)
     optimizer.build(model.trainable_variables)       # before checkpoint restore
-    accumulator = GradientAccumulator(model.trainable_variables)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
-                                     accumulator=accumulator)
-    # per micro-batch, inside a tf.function:
+    accumulator = GradientAccumulator(model.trainable_variables)  # empty between steps, so
+                                                                   # not checkpointed
+    # inside one tf.function, micro-batches 1 .. N-1:
     with tf.GradientTape() as tape:
       scaled_loss = optimizer.scale_loss(loss_fn(model, batch))
     accumulator.accumulate(tape.gradient(scaled_loss, model.trainable_variables))
-    # once per accumulated step, inside a tf.function:
-    grads = allreduce_average(accumulator.gradients())     # Horovod, once per step
+    # the last micro-batch: its gradients join the mean without being stored, and each
+    # layer's average over ranks (bert/distributed.py) starts as soon as the layer has it
+    grads = world.allreduce_gradients(accumulator.gradients_with(last_grads), groups)
     optimizer.apply(grads, model.trainable_variables)      # unscale, check, clip, update
     accumulator.reset()
 
-Without accumulation, pass the (all-reduced) `tape.gradient(...)` straight to `apply`.
+Without accumulation, the all-reduced `tape.gradient(...)` goes straight to `apply`.
 Because the finiteness check runs on the gradients passed to `apply`, an Inf/NaN on one
 rank reaches every rank through the all-reduce and all ranks skip the same step.
 """

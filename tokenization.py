@@ -399,7 +399,7 @@ class FullTokenizer:
         if not FullTokenizer._warned_no_native:
           FullTokenizer._warned_no_native = True
           warnings.warn("The C WordPiece (_wordpiece) is not built, so batch tokenization "
-                        "runs Google's Python algorithm (about 30x slower). Build it with "
+                        "runs Google's Python algorithm (far slower). Build it with "
                         "scripts/setup.sh or `pip install --no-build-isolation ./native`.",
                         stacklevel=3)
         return None

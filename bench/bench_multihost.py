@@ -31,7 +31,6 @@ import pathlib
 import statistics
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -56,6 +55,7 @@ def worker(model_name: str, steps: int, overlap: bool, use_horovod: bool) -> Non
 
   import modeling
   import optimization
+  from bench import common
   from bench.bench_scaling import synthetic_batch
   from bert import distributed
   from bert import training
@@ -79,14 +79,7 @@ def worker(model_name: str, steps: int, overlap: bool, use_horovod: bool) -> Non
     return world.allreduce_gradients(gradients)
 
   def median_seconds(fn, count):
-    times = []
-    for _ in range(count):
-      world.barrier()
-      start = time.perf_counter()
-      out = fn()
-      (out[0] if isinstance(out, list) else out["loss"]).numpy()
-      times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return common.median_seconds(fn, count, before=world.barrier)
 
   median_seconds(lambda: trainer._train_step(features), 2)  # trace, compile, warm up
   result = {"step_seconds": median_seconds(lambda: trainer._train_step(features), steps),

@@ -33,10 +33,8 @@ import json
 import os
 import pathlib
 import shutil
-import statistics
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -70,6 +68,7 @@ def synthetic_batch(config, rng):
 
 def worker(model_name: str, steps: int) -> None:
   """Runs under horovodrun: times the training step and the gradient all-reduce alone."""
+  import common
   import numpy as np
   import tensorflow as tf
 
@@ -103,14 +102,7 @@ def worker(model_name: str, steps: int) -> None:
     return world.allreduce_gradients(gradients)
 
   def timed(fn, count):
-    times = []
-    for _ in range(count):
-      world.barrier()
-      start = time.perf_counter()
-      out = fn()
-      (out[0] if isinstance(out, list) else out).numpy()
-      times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return common.median_seconds(fn, count, before=world.barrier)
 
   timed(train_step, 2)  # trace and warm up
   step_seconds = timed(train_step, steps)

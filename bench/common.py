@@ -99,6 +99,25 @@ def best_of_ours(times: dict, results: dict) -> str | None:
   return best
 
 
+def median_seconds(fn: Callable[[], object], count: int,
+                   before: Callable[[], None] = lambda: None) -> float:
+  """Median wall seconds of `count` calls of fn(), each after before() (e.g. a barrier of the
+  ranks). fn's first output (of a dict, list or tensor) is read back, so the time includes
+  the work."""
+  times = []
+  for _ in range(count):
+    before()
+    start = time.perf_counter()
+    out = fn()
+    if isinstance(out, dict):
+      out = next(iter(out.values()))
+    if isinstance(out, (list, tuple)):
+      out = out[0]
+    out.numpy()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
 def median_ratio(numerator: list[float], denominator: list[float]) -> float:
   """Median over rounds of numerator[i] / denominator[i] (e.g. their time / our time)."""
   return statistics.median(a / b for a, b in zip(numerator, denominator))

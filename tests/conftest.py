@@ -61,3 +61,18 @@ def tf():
   """TensorFlow, imported only by the tests that ask for it."""
   import tensorflow
   return tensorflow
+
+
+def pytest_terminal_summary(terminalreporter):
+  """One line saying how the multi-host tests (namespace hosts, root only) ended, so that CI's
+  log shows they ran rather than skipped."""
+  counts = {}
+  for outcome in ("passed", "failed", "skipped", "error"):
+    for report in terminalreporter.stats.get(outcome, []):
+      if "test_multihost" in getattr(report, "nodeid", "") and report.when in ("call", "setup"):
+        if outcome == "passed" and report.when != "call":
+          continue
+        counts[outcome] = counts.get(outcome, 0) + 1
+  if counts:
+    summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items()))
+    terminalreporter.write_line(f"multi-host tests (network namespace hosts): {summary}")

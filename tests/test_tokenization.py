@@ -391,7 +391,7 @@ def test_batch_path_falls_back_to_python_with_a_warning(tokenizers, uncased_voca
 
 
 def test_c_extension_is_built():
-  """setup.sh builds native/; without it every batch path silently runs ~50x slower."""
+  """setup.sh builds native/; without it every batch path silently runs far slower."""
   assert tokenization._wordpiece is not None
 
 
