@@ -12,12 +12,10 @@ line, in input order: {"linex_index": i, "features": [{"token": t, "layers": [{"
 decimals. Layer -1 is the last Transformer layer (the embeddings are not a layer, as in
 Google's script). --init_checkpoint may be Google TF1, Hugging Face or one of ours.
 
-Lines are read, tokenised and batched lazily by a tf.data pipeline that runs ahead of the
-model, and each batch is written as soon as it is computed: memory does not grow with the
-input.
+Lines are read and tokenised a window of batches at a time; within it the examples run
+sorted by length, batches cut to the longest (--pad_to_max_length: Google's fixed padding),
+and the window is written in input order: memory does not grow with the input.
 """
-import collections
-
 import numpy as np
 import tensorflow as tf
 from absl import app
@@ -29,13 +27,17 @@ import tokenization
 from bert import checkpoints
 from bert import feature_extraction
 from bert import flag_blocks
+from bert import length_buckets
 
 FLAGS = flags.FLAGS
 
+# Batches read, sorted by length and run together before their lines are written.
+WINDOW_BATCHES = 16
+
 
 def define_flags():
-  """Google's extract_features flags (without the TPU ones), plus --spm_model_file and
-  --use_xla."""
+  """Google's extract_features flags (without the TPU ones), plus --spm_model_file,
+  --use_xla and --pad_to_max_length."""
   flags.DEFINE_string("input_file", None, "Text file: one example per line, 'a ||| b' for "
                       "pairs.")
   flags.DEFINE_string("output_file", None, "JSONL file to write.")
@@ -48,6 +50,7 @@ def define_flags():
   flag_blocks.define_tokenizer_flags()
   flags.DEFINE_integer("batch_size", 32, "Batch size for predictions.")
   flags.DEFINE_bool("use_xla", False, "XLA-compile the model.")
+  flag_blocks.define_padding_flag()
 
 
 def layer_outputs_fn(model: modeling.BertModel, layer_indexes, use_xla: bool = False):
@@ -66,39 +69,58 @@ def layer_outputs_fn(model: modeling.BertModel, layer_indexes, use_xla: bool = F
   return outputs
 
 
-def feature_batches(input_file: str, max_seq_length: int, tokenizer, batch_size: int):
-  """Yields (InputFeatures of a batch, model inputs {name: int32 [b, S]}) in input order.
-
-  A tf.data pipeline over a generator of the lines' features: batching and prefetching run
-  ahead of the consumer. The features themselves (tokens for the output) wait in a FIFO
-  that holds only what the pipeline has read ahead.
-  """
-  pending = collections.deque()
-
-  def generate():
-    examples = feature_extraction.read_examples(input_file)
-    for feature in feature_extraction.convert_examples_to_features(examples, max_seq_length,
-                                                             tokenizer):
-      pending.append(feature)
-      yield feature.input_ids, feature.input_mask, feature.input_type_ids
-
-  spec = tf.TensorSpec([max_seq_length], tf.int32)
-  dataset = (tf.data.Dataset.from_generator(generate, output_signature=(spec, spec, spec))
-             .batch(batch_size).prefetch(2))
-  for input_ids, input_mask, input_type_ids in dataset:
-    batch = [pending.popleft() for _ in range(int(input_ids.shape[0]))]
-    yield batch, {"input_ids": input_ids, "input_mask": input_mask,
-                  "token_type_ids": input_type_ids}
-
-
 def extract(input_file: str, output_file: str, model: modeling.BertModel, tokenizer,
-            layer_indexes, max_seq_length: int, batch_size: int, use_xla: bool = False) -> int:
-  """Writes the JSONL of input_file to output_file; returns the number of lines written."""
+            layer_indexes, max_seq_length: int, batch_size: int, use_xla: bool = False,
+            pad_to_max_length: bool = False) -> int:
+  """Writes the JSONL of input_file to output_file; returns the number of lines written.
+
+  Lines are read, tokenised and run WINDOW_BATCHES batches at a time: within a window the
+  examples run sorted by length, each batch cut to a bucket length (bert/length_buckets.py;
+  pad_to_max_length: Google's batches), and the window is written in input order. Memory is
+  bounded by the window, not by the input.
+  """
   outputs_fn = layer_outputs_fn(model, layer_indexes, use_xla)
+  examples = feature_extraction.read_examples(input_file)
+  features = feature_extraction.convert_examples_to_features(examples, max_seq_length,
+                                                             tokenizer)
+  window_size = batch_size * WINDOW_BATCHES
   with feature_extraction.JsonlFeatureWriter(output_file, layer_indexes) as writer:
-    for batch, inputs in feature_batches(input_file, max_seq_length, tokenizer, batch_size):
-      writer.write_batch(batch, list(np.asarray(outputs_fn(inputs))))
+    for window, arrays in feature_extraction.batch_features(features, window_size):
+      inputs = {"input_ids": arrays["input_ids"], "input_mask": arrays["input_mask"],
+                "token_type_ids": arrays["input_type_ids"]}
+      outputs = window_outputs(outputs_fn, window, inputs, batch_size, pad_to_max_length)
+      for start in range(0, len(window), batch_size):
+        writer.write_batch(window[start:start + batch_size],
+                           stack_padded(outputs[start:start + batch_size]))
     return writer.num_written
+
+
+def window_outputs(outputs_fn, window: list, inputs: dict, batch_size: int,
+                   pad_to_max_length: bool) -> list[np.ndarray]:
+  """Per feature of window, in order: float32 [num_layers, its tokens, hidden].
+
+  Args:
+    inputs: the window's model inputs {name: int32 [len(window), max_seq_length]}.
+  """
+  max_seq_length = inputs["input_mask"].shape[1]
+  outputs = [None] * len(window)
+  for indices, length in length_buckets.prediction_batches(
+      length_buckets.sequence_lengths(inputs["input_mask"]), batch_size, max_seq_length,
+      pad_to_max_length):
+    layers = outputs_fn(length_buckets.take(inputs, indices, length)).numpy()
+    for row, index in enumerate(indices):
+      outputs[index] = layers[:, row, :len(window[index].tokens)]
+  return outputs
+
+
+def stack_padded(outputs: list[np.ndarray]) -> list[np.ndarray]:
+  """[num_layers, tokens_i, hidden] per example -> per layer [batch, max tokens, hidden]."""
+  num_layers, _, hidden = outputs[0].shape
+  stacked = np.zeros((num_layers, len(outputs), max(o.shape[1] for o in outputs), hidden),
+                     outputs[0].dtype)
+  for i, output in enumerate(outputs):
+    stacked[:, i, :output.shape[1]] = output
+  return list(stacked)
 
 
 def main(_):
@@ -118,7 +140,8 @@ def main(_):
   else:
     logging.warning("No --init_checkpoint: features of a randomly initialised model")
   num_lines = extract(FLAGS.input_file, FLAGS.output_file, model, tokenizer, layer_indexes,
-                      FLAGS.max_seq_length, FLAGS.batch_size, FLAGS.use_xla)
+                      FLAGS.max_seq_length, FLAGS.batch_size, FLAGS.use_xla,
+                      FLAGS.pad_to_max_length)
   logging.info("Wrote %d lines to %s", num_lines, FLAGS.output_file)
 
 

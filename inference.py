@@ -35,6 +35,7 @@ from absl import logging
 import tokenization
 from bert import checkpoints
 from bert import flag_blocks
+from bert import length_buckets
 from bert import squad_data
 from bert import squad_predictions
 from bert import task_models
@@ -72,6 +73,7 @@ def define_flags():
                      "greater than the threshold predict null.")
   flags.DEFINE_integer("predict_batch_size", 8, "Windows per forward pass.")
   flag_blocks.define_tokenizer_flags()
+  flag_blocks.define_padding_flag()
 
 
 class QuestionAnswerer:
@@ -80,7 +82,8 @@ class QuestionAnswerer:
   def __init__(self, model, tokenizer, max_seq_length: int = 384, doc_stride: int = 128,
                max_query_length: int = 64, n_best_size: int = 20,
                max_answer_length: int = 30, version_2_with_negative: bool = False,
-               null_score_diff_threshold: float = 0.0, batch_size: int = 8):
+               null_score_diff_threshold: float = 0.0, batch_size: int = 8,
+               pad_to_max_length: bool = False):
     if max_seq_length <= max_query_length + 3:
       raise ValueError(f"The max_seq_length ({max_seq_length}) must be greater than "
                        f"max_query_length ({max_query_length}) + 3")
@@ -93,8 +96,9 @@ class QuestionAnswerer:
     self.version_2_with_negative = version_2_with_negative
     self.null_score_diff_threshold = null_score_diff_threshold
     self.batch_size = batch_size
-    spec = tf.TensorSpec([None, max_seq_length], tf.int32)
-    # A fixed signature: one trace serves every request, whatever its number of windows.
+    self.pad_to_max_length = pad_to_max_length
+    spec = tf.TensorSpec([None, None], tf.int32)
+    # One trace serves every request, whatever its number of windows and their length.
     self._predict = tf.function(lambda features: model(features, training=False),
                                 input_signature=[{"input_ids": spec, "input_mask": spec,
                                                   "segment_ids": spec}])
@@ -120,15 +124,13 @@ class QuestionAnswerer:
         [example], self.tokenizer, self.max_seq_length, self.doc_stride,
         self.max_query_length, is_training=False, batched_tokenization=False))
     arrays = squad_data.features_to_arrays(features, is_training=False)
-    results = []
-    for start in range(0, len(features), self.batch_size):
-      batch = {name: tf.constant(arrays[name][start:start + self.batch_size])
-               for name in ("input_ids", "input_mask", "segment_ids")}
-      outputs = self._predict(batch)
-      for unique_id, start_logits, end_logits in zip(
-          arrays["unique_ids"][start:start + self.batch_size],
-          outputs["start_logits"].numpy(), outputs["end_logits"].numpy()):
-        results.append(squad_predictions.RawResult(int(unique_id), start_logits, end_logits))
+    outputs = length_buckets.predict_in_order(
+        lambda batch: {k: v.numpy() for k, v in self._predict(batch).items()},
+        {name: arrays[name] for name in ("input_ids", "input_mask", "segment_ids")},
+        self.batch_size, self.pad_to_max_length, outputs_per_token=True, log_batches=False)
+    results = [squad_predictions.RawResult(int(unique_id), start_logits, end_logits)
+               for unique_id, start_logits, end_logits in zip(
+                   arrays["unique_ids"], outputs["start_logits"], outputs["end_logits"])]
     predictions, nbest, scores_diff = squad_predictions.compute_predictions(
         [example], features, results, self.n_best_size, self.max_answer_length,
         self.tokenizer.do_lower_case, self.version_2_with_negative,
@@ -226,7 +228,8 @@ def main(_):
   answerer = QuestionAnswerer(
       load_model(FLAGS.init_checkpoint, config), tokenizer, FLAGS.max_seq_length,
       FLAGS.doc_stride, FLAGS.max_query_length, FLAGS.n_best_size, FLAGS.max_answer_length,
-      FLAGS.version_2_with_negative, FLAGS.null_score_diff_threshold, FLAGS.predict_batch_size)
+      FLAGS.version_2_with_negative, FLAGS.null_score_diff_threshold, FLAGS.predict_batch_size,
+      FLAGS.pad_to_max_length)
   if FLAGS.question is not None:
     response = answerer.answer(FLAGS.question, context)
     print(json.dumps(response, ensure_ascii=False) if FLAGS.json else format_answer(response),

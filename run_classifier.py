@@ -99,7 +99,8 @@ def predict_logits(model, examples, label_list, tokenizer, batch_size):
   """(float32 logits [n, num_labels], the features) of examples."""
   arrays = classifier_features.convert_examples_to_features(examples, label_list,
                                                         FLAGS.max_seq_length, tokenizer)
-  logits = np.concatenate(list(finetuning.predict(model, arrays, batch_size, FLAGS.use_xla)))
+  logits = finetuning.predict(model, arrays, batch_size, FLAGS.use_xla,
+                              pad_to_max_length=FLAGS.pad_to_max_length)
   return logits, arrays
 
 
@@ -163,7 +164,7 @@ def main(_):
   if FLAGS.do_train:
     arrays = classifier_features.convert_examples_to_features(
         train_examples, label_list, FLAGS.max_seq_length, tokenizer)
-    finetuning.train(trainer, arrays, world, options)
+    finetuning.train(trainer, arrays, world, options, FLAGS.pad_to_max_length)
     trainer.export_tf1(config)
 
   if world.is_chief:

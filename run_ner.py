@@ -120,7 +120,8 @@ def make_features(sentences, label_list, tokenizer) -> dict:
 def predict_tags(model, sentences, label_list, tokenizer, batch_size) -> tuple[list, float]:
   """(the predicted tag of every word, per sentence; the loss against the file's tags)."""
   arrays = make_features(sentences, label_list, tokenizer)
-  logits = np.concatenate(list(finetuning.predict(model, arrays, batch_size, FLAGS.use_xla)))
+  logits = finetuning.predict(model, arrays, batch_size, FLAGS.use_xla,
+                              pad_to_max_length=FLAGS.pad_to_max_length, outputs_per_token=True)
   loss = weighted_cross_entropy(logits, arrays["label_ids"], arrays["label_weights"])
   tag_ids = ner_data.word_predictions(arrays, np.argmax(logits, axis=-1), sentences)
   return [[label_list[i] for i in ids] for ids in tag_ids], loss
@@ -190,7 +191,8 @@ def main(_):
       FLAGS.num_train_epochs, FLAGS.warmup_proportion)
 
   if FLAGS.do_train:
-    finetuning.train(trainer, {k: arrays[k] for k in TRAIN_INPUTS}, world, options)
+    finetuning.train(trainer, {k: arrays[k] for k in TRAIN_INPUTS}, world, options,
+                     FLAGS.pad_to_max_length)
     trainer.export_tf1(config)
 
   if world.is_chief:

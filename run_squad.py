@@ -98,12 +98,12 @@ def predict_and_write(model, tokenizer) -> dict:
   features, arrays = make_features(examples, tokenizer, is_training=False)
   logging.info("***** Predicting: %d examples, %d windows, batch %d *****", len(examples),
                len(features), FLAGS.predict_batch_size)
-  results, position = [], 0
-  for outputs in finetuning.predict(model, arrays, FLAGS.predict_batch_size, FLAGS.use_xla):
-    for start_logits, end_logits in zip(outputs["start_logits"], outputs["end_logits"]):
-      results.append(squad_predictions.RawResult(unique_id=int(arrays["unique_ids"][position]),
-                                         start_logits=start_logits, end_logits=end_logits))
-      position += 1
+  outputs = finetuning.predict(model, arrays, FLAGS.predict_batch_size, FLAGS.use_xla,
+                               pad_to_max_length=FLAGS.pad_to_max_length,
+                               outputs_per_token=True)
+  results = [squad_predictions.RawResult(int(unique_id), start_logits, end_logits)
+             for unique_id, start_logits, end_logits in zip(
+                 arrays["unique_ids"], outputs["start_logits"], outputs["end_logits"])]
   out = FLAGS.output_dir
   predictions, _, scores_diff = squad_predictions.write_predictions(
       examples, features, results, FLAGS.n_best_size, FLAGS.max_answer_length,
@@ -151,7 +151,8 @@ def main(_):
     logging.info("%d training examples -> %d windows", len(train_examples), len(features))
     del features
     inputs = ("input_ids", "input_mask", "segment_ids", "start_positions", "end_positions")
-    finetuning.train(trainer, {k: arrays[k] for k in inputs}, world, options)
+    finetuning.train(trainer, {k: arrays[k] for k in inputs}, world, options,
+                     FLAGS.pad_to_max_length)
     trainer.export_tf1(config)
 
   if FLAGS.do_predict and world.is_chief:

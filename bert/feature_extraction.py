@@ -25,6 +25,12 @@ import numpy as np
 
 from bert import classifier_features
 
+try:
+  import _jsonl  # native/jsonl.c, built by scripts/setup.sh.
+except ImportError as error:
+  raise ImportError(f"{error}: the C extensions of native/ are not built; run "
+                    "scripts/setup.sh (or `pip install --no-build-isolation ./native`).") from error
+
 _PAIR_SEPARATOR = re.compile(r"^(.*) \|\|\| (.*)$")
 
 
@@ -179,16 +185,26 @@ def format_example(unique_id: int, tokens: Sequence[str], layer_indexes: Sequenc
                    rounded_layers: Sequence) -> str:
   """One JSONL line (without newline) in Google's format.
 
+  Byte for byte json.dumps of Google's nested dicts, without making a Python float of every
+  value: the values' text comes from C (_jsonl.float_rows: json.dumps' float repr) and the
+  frame around it is joined here, with json.dumps' separators.
+
   Args:
     rounded_layers: per entry of layer_indexes, the example's rounded values as a float
       array [>= len(tokens), hidden] (rows past the tokens, i.e. padding, are ignored).
   """
-  per_layer = [np.asarray(layer)[:len(tokens)].tolist() for layer in rounded_layers]
-  features = [{"token": token,
-               "layers": [{"index": index, "values": values[position]}
-                          for index, values in zip(layer_indexes, per_layer)]}
-              for position, token in enumerate(tokens)]
-  return json.dumps({"linex_index": unique_id, "features": features})
+  layer_prefixes = ['{"index": ' + json.dumps(index) + ', "values": '
+                    for index in layer_indexes]
+  values_per_layer = [
+      _jsonl.float_rows(np.ascontiguousarray(np.asarray(layer)[:len(tokens)], np.float64))
+      for layer in rounded_layers]
+  features = ", ".join(
+      '{"token": ' + json.dumps(token) + ', "layers": ['
+      + ", ".join(prefix + values[position] + "}"
+                  for prefix, values in zip(layer_prefixes, values_per_layer))
+      + "]}"
+      for position, token in enumerate(tokens))
+  return '{"linex_index": ' + json.dumps(unique_id) + ', "features": [' + features + "]}"
 
 
 class JsonlFeatureWriter:
@@ -207,23 +223,28 @@ class JsonlFeatureWriter:
                   if self._owns_file else output)
     self.layer_indexes = list(layer_indexes)
     self.num_written = 0
+    self.bytes_written = 0  # UTF-8 bytes, for write rates.
 
   def write_batch(self, features: Sequence[InputFeatures], layer_outputs: Sequence) -> None:
     """Writes one line per feature, in order.
 
     Args:
       features: the batch's InputFeatures (their tokens decide what is written).
-      layer_outputs: one float array [batch, seq_length, hidden] per layer index.
+      layer_outputs: one float array [batch, seq, hidden] per layer index, seq >= each
+        feature's number of tokens (rows past them, i.e. padding, are ignored).
     """
     if len(layer_outputs) != len(self.layer_indexes):
       raise ValueError(f"{len(layer_outputs)} layer outputs for layer indexes "
                        f"{self.layer_indexes}")
-    rounded = [round_values(np.asarray(layer)) for layer in layer_outputs]
-    lines = [format_example(f.unique_id, f.tokens, self.layer_indexes,
-                            [layer[i] for layer in rounded])
-             for i, f in enumerate(features)]
-    self._file.write("".join(line + "\n" for line in lines))
-    self.num_written += len(lines)
+    layer_outputs = [np.asarray(layer) for layer in layer_outputs]
+    for i, feature in enumerate(features):
+      # Rounds the token rows only: padding can be most of a batch.
+      rounded = [round_values(layer[i, :len(feature.tokens)]) for layer in layer_outputs]
+      line = format_example(feature.unique_id, feature.tokens, self.layer_indexes, rounded)
+      self._file.write(line + "\n")
+      # json.dumps escapes non-ASCII characters: one byte a character.
+      self.bytes_written += len(line) + 1
+    self.num_written += len(features)
 
   def close(self) -> None:
     if self._owns_file:

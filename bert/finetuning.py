@@ -8,7 +8,6 @@ Steps follow Google: num_train_steps = int(num_examples / global_batch * num_tra
 num_warmup_steps = int(num_train_steps * warmup_proportion), with global_batch =
 train_batch_size x ranks x num_accumulation_steps (the learning rate is never scaled).
 """
-from collections.abc import Iterator
 from collections.abc import Sequence
 
 import keras
@@ -18,6 +17,7 @@ from absl import logging
 
 import modeling
 from bert import checkpoints
+from bert import length_buckets
 from bert import run_setup
 from bert import training
 from bert.run_setup import TrainingOptions
@@ -85,64 +85,95 @@ def make_trainer(model, loss_fn, head_prefixes: Sequence[str], world, precision:
   return trainer
 
 
-def train(trainer: training.Trainer, arrays: dict, world, options: TrainingOptions) -> dict:
+def train(trainer: training.Trainer, arrays: dict, world, options: TrainingOptions,
+          pad_to_max_length: bool = False) -> dict:
   """Logs the setup and trains on the in-memory features `arrays` (rank-sharded)."""
   num_examples = len(next(iter(arrays.values())))
   logging.info(
       "***** Training: %d examples; %d ranks x %d x %d accumulation steps = global batch %d; "
-      "learning rate %g (not scaled), %s, dtype policy %s%s; %d steps *****", num_examples,
-      world.size, options.train_batch_size, options.num_accumulation_steps,
+      "learning rate %g (not scaled), %s, dtype policy %s%s, %s; %d steps *****",
+      num_examples, world.size, options.train_batch_size, options.num_accumulation_steps,
       options.global_batch_size(world.size), options.learning_rate, options.optimizer_type,
       keras.mixed_precision.global_policy().name, ", XLA" if options.use_xla else "",
+      "padded to max_seq_length" if pad_to_max_length else "batches grouped by length",
       trainer.config.num_train_steps)
-  dataset = train_dataset(arrays, options.train_batch_size, world.rank, world.size,
-                          options.seed)
-  return trainer.train(training.stack_micro_batches(dataset, options.num_accumulation_steps))
+  return trainer.train(train_dataset(arrays, options.train_batch_size,
+                                     options.num_accumulation_steps, world.rank, world.size,
+                                     options.seed, pad_to_max_length))
 
 
-def train_dataset(arrays: dict, batch_size: int, rank: int, num_ranks: int,
-                  seed: int) -> tf.data.Dataset:
-  """Endless shuffled batches of this rank's share of in-memory features.
+def train_dataset(arrays: dict, batch_size: int, num_accumulation_steps: int, rank: int,
+                  num_ranks: int, seed: int, pad_to_max_length: bool = False
+                  ) -> tf.data.Dataset:
+  """Endless optimizer steps over this rank's share of in-memory features.
 
-  Example indices are sharded by rank (each rank sees every num_ranks-th example), shuffled
-  afresh every epoch, batched, and gathered from the arrays: the shuffle buffer holds
-  indices, not features.
+  Examples are sharded by rank (each rank sees every num_ranks-th example) and reshuffled
+  every epoch. By default one step's examples (batch_size x num_accumulation_steps) are
+  grouped by length and cut to one bucket length (bert/length_buckets.py);
+  pad_to_max_length keeps every example max_seq_length long, shuffled by tf.data.
 
   Args:
-    arrays: {name: array [num_examples, ...]}.
+    arrays: {name: array [num_examples, ...]}, with "input_mask" [num_examples, seq].
   Returns:
-    a dataset of {name: [batch_size, ...]} (drop_remainder, so shapes are static).
+    a dataset of {name: [num_accumulation_steps, batch_size, ...]} (training.Trainer's
+    stacked micro-batches); per-token features are [..., length] with length a bucket.
   """
-  num_examples = len(next(iter(arrays.values())))
-  shard_size = len(range(rank, num_examples, num_ranks))
-  if shard_size == 0:
-    raise ValueError(f"{num_examples} training examples leave none for rank {rank} of "
-                     f"{num_ranks}")
-  tensors = {name: tf.constant(value) for name, value in arrays.items()}
-  indices = (tf.data.Dataset.range(num_examples).shard(num_ranks, rank)
-             .shuffle(shard_size, seed=seed, reshuffle_each_iteration=True)
-             .repeat().batch(batch_size, drop_remainder=True))
-  return indices.map(lambda idx: {name: tf.gather(t, idx) for name, t in tensors.items()},
-                     num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+  shard = {name: value[rank::num_ranks] for name, value in arrays.items()}
+  num_examples = len(shard["input_mask"])
+  if num_examples == 0:
+    raise ValueError(f"{len(arrays['input_mask'])} training examples leave none for rank "
+                     f"{rank} of {num_ranks}")
+  if pad_to_max_length:
+    tensors = {name: tf.constant(value) for name, value in shard.items()}
+    # The shuffle buffer holds indices, not features.
+    indices = (tf.data.Dataset.range(num_examples)
+               .shuffle(num_examples, seed=seed, reshuffle_each_iteration=True)
+               .repeat().batch(batch_size, drop_remainder=True))
+    batches = indices.map(
+        lambda idx: {name: tf.gather(t, idx) for name, t in tensors.items()},
+        num_parallel_calls=tf.data.AUTOTUNE)
+    return training.stack_micro_batches(batches, num_accumulation_steps).prefetch(
+        tf.data.AUTOTUNE)
+
+  lengths = length_buckets.sequence_lengths(shard["input_mask"])
+  max_seq_length = shard["input_mask"].shape[1]
+  step_shape = (num_accumulation_steps, batch_size)
+
+  def steps():
+    for indices in length_buckets.training_batches(lengths, batch_size * num_accumulation_steps,
+                                                   seed):
+      length = length_buckets.padded_length(int(lengths[indices].max()), max_seq_length)
+      yield {name: value.reshape(step_shape + value.shape[1:])
+             for name, value in length_buckets.take(shard, indices, length).items()}
+
+  signature = {name: tf.TensorSpec(step_shape + ((None,) + value.shape[2:] if value.ndim >= 2
+                                                 else value.shape[1:]), value.dtype)
+               for name, value in shard.items()}
+  return tf.data.Dataset.from_generator(steps, output_signature=signature).prefetch(2)
 
 
 def predict(model, arrays: dict, batch_size: int, use_xla: bool = False,
-            input_names: Sequence[str] = ("input_ids", "input_mask", "segment_ids")
-            ) -> Iterator:
-  """Yields the model's outputs (numpy; a dict for dict outputs) batch by batch, in order.
+            input_names: Sequence[str] = ("input_ids", "input_mask", "segment_ids"),
+            pad_to_max_length: bool = False, outputs_per_token: bool = False):
+  """The model's outputs for every example, in input order (numpy; a dict for dict outputs).
+
+  By default the examples run sorted by length, each batch cut to a bucket length
+  (bert/length_buckets.py); pad_to_max_length runs Google's batches (input order, full
+  length).
 
   Args:
-    arrays: {name: array [num_examples, ...]}; only input_names go to the model.
+    arrays: {name: array [num_examples, max_seq_length]}; only input_names go to the model.
+    outputs_per_token: the outputs are [batch, length, ...]; they come back
+      [num_examples, max_seq_length, ...], zero past each batch's length (padding).
   """
-  dataset = tf.data.Dataset.from_tensor_slices({n: arrays[n] for n in input_names})
-  dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
   @tf.function(jit_compile=use_xla, reduce_retracing=True)
   def predict_step(features):
     return model(features, training=False)
 
-  for features in dataset:
-    yield tf.nest.map_structure(lambda t: t.numpy(), predict_step(features))
+  return length_buckets.predict_in_order(
+      lambda features: tf.nest.map_structure(lambda t: t.numpy(), predict_step(features)),
+      {name: arrays[name] for name in input_names}, batch_size, pad_to_max_length,
+      outputs_per_token)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -7,8 +7,10 @@
   --allreduce_post_accumulation, --use_xla, --fp16_allreduce, --precision, --log_freq,
   --keep_checkpoint_max, --seed; Google's --iterations_per_loop; --strict_init_checkpoint),
   which every fine-tuning script defines too, so each flag means the same everywhere.
-* `define_finetuning_flags`: Google's flags common to run_classifier and run_squad, and the
-  training block.
+* `define_finetuning_flags`: Google's flags common to run_classifier and run_squad, the
+  training block and --pad_to_max_length.
+* `define_padding_flag`: --pad_to_max_length (Hugging Face's name), for every script that
+  batches examples: fine-tuning, extract_features.py, inference.py.
 * `options_from_flags`: a script's parsed flags -> an options dataclass whose fields are
   named as the flags (bert.run_setup.TrainingOptions). Only the scripts call it, with their
   FLAGS: nothing in this package reads flags by itself.
@@ -88,6 +90,14 @@ def define_finetuning_flags() -> None:
   flags.DEFINE_integer("save_checkpoints_steps", 1000, "How often to save the model "
                        "checkpoint.", lower_bound=1)
   define_training_flags(head_may_be_missing=True)
+  define_padding_flag()
+
+
+def define_padding_flag() -> None:
+  flags.DEFINE_bool("pad_to_max_length", False, "Pad every example to --max_seq_length, as "
+                    "Google's scripts did. Default: batches of examples of similar length, "
+                    "each padded to its longest rounded up to one of 8 lengths (outputs "
+                    "equal, far fewer padding tokens computed).")
 
 
 def options_from_flags(options_type, flag_values: flags.FlagValues):

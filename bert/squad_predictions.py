@@ -1,10 +1,11 @@
 """SQuAD postprocessing for run_squad.py: logits -> answer texts, Google's output files.
 
 Re-implements Google's write_predictions: for every example, the n best start and end
-positions of each window are paired into candidate spans (the end not before the start, at
-most max_answer_length sub-tokens, starting at a token this window gives its maximum
-context); the candidates are ranked by start_logit + end_logit; a span's text is its
-WordPieces joined and projected back onto the original context text (`get_final_text`).
+positions among each window's tokens (Google ranked its padding too) are paired into
+candidate spans (the end not before the start, at most max_answer_length sub-tokens,
+starting at a token this window gives its maximum context); the candidates are ranked by
+start_logit + end_logit; a span's text is its WordPieces joined and projected back onto
+the original context text (`get_final_text`).
 
 SQuAD v2.0: the null score is the smallest start_logits[0] + end_logits[0] ([CLS]) over the
 example's windows; the prediction is "" when null score - best non-null score exceeds
@@ -153,8 +154,12 @@ def compute_predictions(all_examples, all_features, all_results, n_best_size: in
         raise ValueError(f"no model result for feature {feature.unique_id} of question "
                          f"{example.qas_id!r}")
       result = result_by_unique_id[feature.unique_id]
-      start_logits = [float(x) for x in result.start_logits]
-      end_logits = [float(x) for x in result.end_logits]
+      # Only the window's tokens: Google's top n_best_size also ranked the padding, which
+      # could take slots from real positions and made the n-best depend on how the window
+      # was padded (here batches are padded to different lengths).
+      num_tokens = len(feature.tokens)
+      start_logits = [float(x) for x in result.start_logits[:num_tokens]]
+      end_logits = [float(x) for x in result.end_logits[:num_tokens]]
       if version_2_with_negative:
         feature_null_score = start_logits[0] + end_logits[0]
         if feature_null_score < score_null:
@@ -165,8 +170,6 @@ def compute_predictions(all_examples, all_features, all_results, n_best_size: in
         for end_index in get_best_indexes(end_logits, n_best_size):
           # Spans must lie in the document part of this window and start at a token whose
           # maximum context is this window (its other windows will score it better).
-          if start_index >= len(feature.tokens) or end_index >= len(feature.tokens):
-            continue
           if (start_index not in feature.token_to_orig_map
               or end_index not in feature.token_to_orig_map):
             continue

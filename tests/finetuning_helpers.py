@@ -74,3 +74,23 @@ def run_script(repo_dir: pathlib.Path, script: str, flags: dict, check: bool = T
   if check and result.returncode != 0:
     raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stderr[-4000:]}")
   return result
+
+
+def assert_same_numbers(actual: str, expected: str, atol: float = 1e-5) -> None:
+  """Two result files' texts are the same but for numbers within atol of each other."""
+  actual_words, expected_words = actual.split(), expected.split()
+  assert len(actual_words) == len(expected_words), (actual, expected)
+  for a, e in zip(actual_words, expected_words):
+    try:
+      a_number, e_number = float(a), float(e)
+    except ValueError:
+      assert a == e, (actual, expected)
+    else:
+      assert abs(a_number - e_number) <= atol, (a, e)
+
+
+def cut_lengths(stderr: str) -> list[int]:
+  """The batch lengths of the last 'Predicting N examples: ... lengths [...]' log line."""
+  lines = [line for line in stderr.splitlines() if "batches of lengths [" in line]
+  assert lines, "no 'Predicting' log line"
+  return [int(x) for x in lines[-1].split("lengths [", 1)[1].split("]", 1)[0].split(", ")]

@@ -72,33 +72,55 @@ def tiny_model_and_tokenizer(uncased_vocab):
           tokenization.FullTokenizer(str(uncased_vocab), do_lower_case=True))
 
 
-def test_batches_stream_in_input_order(tiny_model_and_tokenizer, tmp_path, monkeypatch):
-  """The pipeline reads only a bounded window ahead of the model: after the first batch of a
-  3000-line file, at most one tokenisation chunk (1024 lines) plus the prefetched batches
-  have been read."""
-  _, tokenizer = tiny_model_and_tokenizer
+def test_extract_streams_windows_in_input_order(tiny_model_and_tokenizer, tmp_path,
+                                                monkeypatch):
+  """Lines are read a window of batches ahead of the writer, no more, and written in input
+  order although each window runs sorted by length."""
+  model, tokenizer = tiny_model_and_tokenizer
   input_file = tmp_path / "input.txt"
-  input_file.write_text("".join(f"line number {i}\n" for i in range(3000)))
-  lines_read = []
+  input_file.write_text("".join(f"line {i}{' word' * (i * 7 % 13)}\n" for i in range(3000)))
+  lines_read, read_before_first_write = [], []
   read_examples = feature_extraction.read_examples
 
   def counting_read_examples(path):
     for example in read_examples(path):
       lines_read.append(example.unique_id)
       yield example
+  write_batch = feature_extraction.JsonlFeatureWriter.write_batch
+
+  def recording_write_batch(writer, features, layer_outputs):
+    read_before_first_write.append(len(lines_read))
+    write_batch(writer, features, layer_outputs)
   monkeypatch.setattr(feature_extraction, "read_examples", counting_read_examples)
-  batches = extract_features.feature_batches(str(input_file), 16, tokenizer, batch_size=7)
-  first_batch, inputs = next(batches)
-  assert [f.unique_id for f in first_batch] == list(range(7))
-  assert inputs["input_ids"].shape == (7, 16)
-  assert len(lines_read) <= 1024 + 7 * 4
-  next_id = 7
-  for batch, inputs in batches:
-    assert [f.unique_id for f in batch] == list(range(next_id, next_id + len(batch)))
-    np.testing.assert_array_equal(inputs["input_ids"].numpy(),
-                                  [f.input_ids for f in batch])
-    next_id += len(batch)
-  assert next_id == 3000
+  monkeypatch.setattr(feature_extraction.JsonlFeatureWriter, "write_batch",
+                      recording_write_batch)
+  output_file = tmp_path / "output.jsonl"
+  assert extract_features.extract(str(input_file), str(output_file), model, tokenizer, [-1],
+                                  max_seq_length=32, batch_size=7) == 3000
+  # One tokenisation chunk (1024 lines) covers the first window (7 x 16 lines).
+  assert read_before_first_write[0] <= 1024
+  records = [json.loads(line) for line in output_file.read_text().splitlines()]
+  assert [r["linex_index"] for r in records] == list(range(3000))
+  assert all([f["token"] for f in r["features"]].count("word") == i * 7 % 13
+             for i, r in enumerate(records))
+
+
+def test_batches_cut_by_length_give_the_padded_values(tiny_model_and_tokenizer, tmp_path):
+  model, tokenizer = tiny_model_and_tokenizer
+  input_file = tmp_path / "input.txt"
+  input_file.write_text("".join(f"{' '.join(['word'] * (i % 29))} ||| b\n"
+                                for i in range(100)))
+  values = {}
+  for pad in (False, True):
+    output_file = tmp_path / f"pad_{pad}.jsonl"
+    extract_features.extract(str(input_file), str(output_file), model, tokenizer, [-1, 0],
+                             max_seq_length=32, batch_size=8, pad_to_max_length=pad)
+    values[pad] = [[layer["values"] for token in json.loads(line)["features"]
+                    for layer in token["layers"]]
+                   for line in output_file.read_text().splitlines()]
+  assert len(values[False]) == len(values[True]) == 100
+  for cut, padded in zip(values[False], values[True]):
+    np.testing.assert_allclose(cut, padded, atol=1e-5)
 
 
 def test_extract_matches_model_and_rejects_bad_layers(tiny_model_and_tokenizer, tmp_path):

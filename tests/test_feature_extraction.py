@@ -4,6 +4,7 @@ import io
 import itertools
 import json
 
+import _jsonl
 import numpy as np
 import pytest
 
@@ -170,6 +171,75 @@ def test_jsonl_pipeline_matches_google_loop(tmp_path, tokenizer):
   assert len(parsed[2]["features"]) == seq_length
   assert all(len(layer["values"]) == hidden for f in parsed[1]["features"]
              for layer in f["layers"])
+
+
+def _spec_jsonl_line(unique_id, tokens, layer_indexes, example_layers):
+  """The format spec: json.dumps of nested dicts of Python round(float(x), 6)."""
+  return json.dumps({"linex_index": unique_id, "features": [
+      {"token": token,
+       "layers": [{"index": index, "values": [round(float(x), 6) for x in layer[position]]}
+                  for index, layer in zip(layer_indexes, example_layers)]}
+      for position, token in enumerate(tokens)]})
+
+
+def _edge_case_layer(rng, shape):
+  """Hidden-state-like values [batch, seq, hidden] with every case of the float text."""
+  values = rng.normal(0, 0.6, shape)
+  cases = np.array([
+      0.0, -0.0, -3e-7, 3e-7, 1e-6, -1e-6, 5e-5, 1.5e-5, -9.9e-5, 1e-4, 1.23e-4, 0.000123,
+      0.123457, -0.100001, 12.0, -3.0, 123456.5, 123456.75, 1e10, -3e38, 2.5e-7,
+      np.nan, np.inf, -np.inf])
+  cases = np.concatenate([
+      cases, rng.normal(0, 3e-5, 40),  # Tiny: exponent notation.
+      np.arange(1, 80, 2) / 128.0,  # Exact halves at the 7th decimal: round half to even.
+      rng.integers(-10**7, 10**7, 40) / 1e6,  # Exactly 6 decimals (in float64).
+      rng.normal(0, 50, 40)])  # Outliers, as in real hidden states.
+  flat = values.reshape(-1)
+  flat[rng.choice(flat.size, 3 * cases.size, replace=False)] = np.tile(cases, 3)
+  return values
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
+def test_jsonl_matches_format_spec_byte_for_byte(dtype):
+  if dtype == "bfloat16":
+    dtype = pytest.importorskip("ml_dtypes").bfloat16
+  rng = np.random.default_rng(2)
+  tokens = ["[CLS]", "héllo", "日本", "emoji😀", 'say "hi"', "back\\slash", "tab\tnew\nline",
+            "[SEP]"]
+  token_counts = [8, 3, 1, 6]  # seq is 11: rows past each example's tokens are padding.
+  layer_indexes = [-1, -2, 0]
+  with np.errstate(over="ignore"):  # -3e38 is -inf in float16 and bfloat16: also a case.
+    layers = [_edge_case_layer(rng, (4, 11, 48)).astype(dtype) for _ in layer_indexes]
+  features = [feature_extraction.InputFeatures(100 + i, tokens[:count], [], [], [])
+              for i, count in enumerate(token_counts)]
+  out = io.StringIO()
+  with feature_extraction.JsonlFeatureWriter(out, layer_indexes) as writer:
+    writer.write_batch(features[:2], [layer[:2] for layer in layers])
+    writer.write_batch(features[2:], [layer[2:] for layer in layers])
+  expected = "".join(
+      _spec_jsonl_line(f.unique_id, f.tokens, layer_indexes, [layer[i] for layer in layers])
+      + "\n" for i, f in enumerate(features))
+  assert out.getvalue() == expected
+  assert writer.num_written == 4
+  assert writer.bytes_written == len(expected.encode("utf-8"))
+
+
+def test_float_rows_is_json_dumps_of_each_double():
+  """_jsonl.float_rows writes any double as json.dumps does; round(x, 6) takes a fast path."""
+  rng = np.random.default_rng(3)
+  values = np.concatenate([
+      np.arange(-300_000, 300_000) / 1e6,  # Every 6-decimal value in [-0.3, 0.3).
+      rng.integers(-10**15, 10**15, 20_000) / 1e6,  # Up to 15 significant digits.
+      rng.integers(-10**17, 10**17, 20_000) / 1e6,  # Past the fast path.
+      rng.normal(0, 1, 20_000),  # Not rounded: Python's repr.
+      np.exp(rng.uniform(-700, 700, 20_000)),
+      rng.integers(0, 2**64, 20_000, dtype=np.uint64).view(np.float64),  # Any bits.
+      [0.0, -0.0, np.nan, -np.nan, np.inf, -np.inf, 1e9, 999999999.999999, 1e16, 5e-324]])
+  rows = values.reshape(-1, 10)
+  assert _jsonl.float_rows(rows) == [json.dumps(row) for row in rows.tolist()]
+  assert _jsonl.float_rows(np.zeros((2, 0))) == ["[]", "[]"]
+  with pytest.raises(TypeError, match="2-D float64"):
+    _jsonl.float_rows(np.zeros((2, 3), np.float32))
 
 
 def test_pipeline_is_lazy(tokenizer):

@@ -86,6 +86,26 @@ def test_question_and_context(repo_dir, fine_tuned):
   assert float(nbest[0].split()[1]) == float(lines[1].split()[1])
 
 
+def test_windows_cut_to_their_length_give_the_padded_answer(repo_dir, fine_tuned):
+  """One window per batch, each cut to its bucket (the second is short), gives the answer
+  and n-best of Google's fully padded windows."""
+  tokenizer = tokenization.FullTokenizer(str(fine_tuned["vocab_file"]))
+  example = squad_data.SquadExample("owner", QUESTIONS[0][2],
+                                   squad_data.split_on_whitespace(PEMBERLEY)[0])
+  windows = list(squad_data.convert_examples_to_features(
+      [example], tokenizer, is_training=False, batched_tokenization=False, **WINDOWS))
+  assert [len(w.tokens) for w in windows] == [32, 25]  # the second runs 28 long
+  answers = [json.loads(_run(repo_dir, {**fine_tuned, "question": QUESTIONS[0][2],
+                                        "context": PEMBERLEY, "json": True,
+                                        "predict_batch_size": 1, "pad_to_max_length": pad}))
+             for pad in (False, True)]
+  assert answers[0]["answer"] == answers[1]["answer"] == "Mr. Darcy"
+  assert [e["text"] for e in answers[0]["nbest"]] == [e["text"] for e in answers[1]["nbest"]]
+  for cut, padded in zip(answers[0]["nbest"], answers[1]["nbest"]):
+    for key in ("probability", "start_logit", "end_logit"):
+      assert cut[key] == pytest.approx(padded[key], abs=1e-5)
+
+
 def test_context_file_json(repo_dir, fine_tuned, tmp_path):
   context_file = tmp_path / "austen.txt"
   context_file.write_text(AUSTEN + "\n", encoding="utf-8")
@@ -98,6 +118,7 @@ def test_context_file_json(repo_dir, fine_tuned, tmp_path):
   assert response["score"] == response["nbest"][0]["probability"]
   assert sum(e["probability"] for e in response["nbest"]) == pytest.approx(1.0)
   assert len(response["nbest"]) <= 20
+
 
 
 def test_stdin_loop(repo_dir, fine_tuned, tmp_path):

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tiny
+from finetuning_helpers import assert_same_numbers
+from finetuning_helpers import cut_lengths
 from finetuning_helpers import run_script
 from finetuning_helpers import write_novel_classification_set
 
@@ -64,7 +66,7 @@ def test_glue_outputs(task, folder, eval_files, test_files, repo_dir, uncased_vo
            "bert_config_file": tiny.write_config(tmp_path / "bert_config.json", 30522),
            "output_dir": output_dir, "max_seq_length": 32, "train_batch_size": 1,
            "num_train_epochs": 2, "do_eval": True, "do_predict": True}
-  run_script(repo_dir, "run_classifier.py", {**flags, "do_train": True})
+  trained = run_script(repo_dir, "run_classifier.py", {**flags, "do_train": True})
 
   for name, keys in eval_files.items():
     results = tiny.read_results(output_dir / name)
@@ -88,6 +90,15 @@ def test_glue_outputs(task, folder, eval_files, test_files, repo_dir, uncased_vo
   assert shapes["output_weights"] == [num_labels, 32]
   assert shapes["output_bias"] == [num_labels]
   assert shapes["bert/pooler/dense/kernel"] == [32, 32]
+
+  if task == "cola":
+    # Batches cut to their longest sentence give Google's fully padded results.
+    assert max(cut_lengths(trained.stderr)) < 32
+    cut = {name: (output_dir / name).read_text() for name in [*eval_files, *test_files]}
+    result = run_script(repo_dir, "run_classifier.py", {**flags, "pad_to_max_length": True})
+    assert cut_lengths(result.stderr) == [32]
+    for name, text in cut.items():
+      assert_same_numbers(text, (output_dir / name).read_text())
 
   if task == "MRPC":
     # Eval and predict alone resume the fine-tuned model from output_dir.
@@ -146,18 +157,31 @@ def test_classifier_head_has_googles_names_and_loads_hf_weights(minilm_dir):
       logits, np.asarray(pooled) @ np.asarray(model.output_layer.output_weights).T, atol=1e-5)
 
 
-def test_train_input_is_sharded_by_rank_and_reshuffled():
+@pytest.mark.parametrize("pad_to_max_length", [False, True], ids=["by_length", "google"])
+def test_train_input_is_sharded_by_rank_and_reshuffled(pad_to_max_length):
+  """Each rank's epoch is its shard (every other example), in a new order every epoch; a
+  step's batch is cut to its longest example's bucket (Google's: never cut)."""
   from bert import finetuning
-  arrays = {"input_ids": np.arange(10, dtype=np.int32)[:, None] * np.ones((1, 3), np.int32),
-            "label_ids": np.arange(10, dtype=np.int32)}
+  from bert import length_buckets
+  lengths = np.random.default_rng(0).integers(2, 13, size=20)
+  arrays = {"input_ids": np.arange(20, dtype=np.int32)[:, None] * np.ones((1, 12), np.int32),
+            "input_mask": (np.arange(12)[None] < lengths[:, None]).astype(np.int32),
+            "label_ids": np.arange(20, dtype=np.int32)}
   seen = []
   for rank in range(2):
-    dataset = finetuning.train_dataset(arrays, batch_size=5, rank=rank, num_ranks=2, seed=1)
-    batches = list(dataset.take(3))
-    epochs = [batch["label_ids"].numpy().tolist() for batch in batches]
-    for batch in batches:  # every feature of an example is gathered with the same index
-      np.testing.assert_array_equal(batch["input_ids"][:, 0], batch["label_ids"])
-    assert all(sorted(e) == list(range(rank, 10, 2)) for e in epochs)  # one shard per epoch
+    dataset = finetuning.train_dataset(arrays, batch_size=2, num_accumulation_steps=1,
+                                       rank=rank, num_ranks=2, seed=1,
+                                       pad_to_max_length=pad_to_max_length)
+    steps = list(dataset.take(15))
+    for step in steps:  # every feature of an example is gathered with the same index
+      labels = step["label_ids"].numpy()[0]
+      np.testing.assert_array_equal(step["input_ids"][0, :, 0], labels)
+      expected = (12 if pad_to_max_length
+                  else length_buckets.padded_length(lengths[labels].max(), 12))
+      assert step["input_mask"].shape == (1, 2, expected)
+    epochs = [[label for step in steps[i:i + 5] for label in step["label_ids"].numpy()[0]]
+              for i in range(0, 15, 5)]
+    assert all(sorted(e) == list(range(rank, 20, 2)) for e in epochs)  # one shard per epoch
     assert len({tuple(e) for e in epochs}) > 1  # reshuffled every epoch
     seen += epochs[0]
-  assert sorted(seen) == list(range(10))
+  assert sorted(seen) == list(range(20))

@@ -6,6 +6,8 @@ import shutil
 
 import pytest
 import tiny
+from finetuning_helpers import assert_same_numbers
+from finetuning_helpers import cut_lengths
 from finetuning_helpers import run_script
 
 from bert import ner_data
@@ -84,8 +86,20 @@ def test_predict_only_reuses_the_label_list(repo_dir, trained, tmp_path):
   label_list.txt; a dev tag outside that list is an error naming the file and line."""
   flags, output_dir = trained
   (output_dir / "test_results.txt").unlink()
-  run_script(repo_dir, "run_ner.py", {**flags, "do_predict": True})
+  # One window per batch: each runs at its own bucket length.
+  result = run_script(repo_dir, "run_ner.py", {**flags, "do_predict": True,
+                                               "predict_batch_size": 1})
   assert tiny.read_results(output_dir / "test_results.txt")["test_f1"] == "1.0"
+  assert min(cut_lengths(result.stderr)) < WINDOWS["max_seq_length"]
+  # Batches cut to their longest window give Google's fully padded results.
+  cut = {name: (output_dir / name).read_text()
+         for name in ("test_results.txt", "test_predictions.txt")}
+  result = run_script(repo_dir, "run_ner.py", {**flags, "do_predict": True,
+                                               "predict_batch_size": 1,
+                                               "pad_to_max_length": True})
+  assert cut_lengths(result.stderr) == [WINDOWS["max_seq_length"]]
+  for name, text in cut.items():
+    assert_same_numbers(text, (output_dir / name).read_text())
 
   data_dir = _data_dir(tmp_path / "data", dev_text="Emma B-PER\nWoodhouse I-PER\n\n"
                                                    "Highbury B-GPE\n")

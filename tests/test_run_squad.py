@@ -5,6 +5,7 @@ import pathlib
 
 import pytest
 import tiny
+from finetuning_helpers import cut_lengths
 from finetuning_helpers import run_script
 
 import tokenization
@@ -85,6 +86,9 @@ def test_overfit_returns_gold_spans(repo_dir, uncased_vocab, tmp_path, version_2
 
   scores = _read(output_dir / "eval_results.json")
   assert scores["total"] == len(questions)
+  if not version_2:
+    _assert_fully_padded_predictions_equal(repo_dir, uncased_vocab, tmp_path, data_file,
+                                           output_dir)
   if version_2:
     null_odds = _read(output_dir / "null_odds.json")
     assert list(null_odds) == list(questions)
@@ -97,6 +101,27 @@ def test_overfit_returns_gold_spans(repo_dir, uncased_vocab, tmp_path, version_2
     assert not (output_dir / "null_odds.json").exists()
     assert scores["exact"] == pytest.approx(100.0 * 5 / 6)  # all but eiffel-bad
     assert "NoAns_total" not in scores
+
+
+def _assert_fully_padded_predictions_equal(repo_dir, vocab, tmp_path, data_file, output_dir):
+  """Windows batched by length (the run that made output_dir's predictions) and Google's
+  fully padded batches give the same predictions, n-best logits within 1e-5."""
+  cut = {name: _read(output_dir / name)
+         for name in ("predictions.json", "nbest_predictions.json")}
+  result = run_script(repo_dir, "run_squad.py", {
+      "vocab_file": vocab, "bert_config_file": tmp_path / "bert_config.json",
+      "predict_file": data_file, "do_predict": True, "output_dir": output_dir,
+      "pad_to_max_length": True, **WINDOWS})
+  assert cut_lengths(result.stderr) == [WINDOWS["max_seq_length"]]
+  assert _read(output_dir / "predictions.json") == cut["predictions.json"]
+  padded = _read(output_dir / "nbest_predictions.json")
+  assert list(padded) == list(cut["nbest_predictions.json"])
+  for qid, entries in padded.items():
+    cut_entries = cut["nbest_predictions.json"][qid]
+    assert [e["text"] for e in entries] == [e["text"] for e in cut_entries]
+    for entry, other in zip(entries, cut_entries):
+      for key in ("probability", "start_logit", "end_logit"):
+        assert entry[key] == pytest.approx(other[key], abs=1e-5)
 
 
 def test_bad_input_errors(repo_dir, uncased_vocab, tmp_path):
