@@ -62,7 +62,11 @@ def layer_outputs_fn(model: modeling.BertModel, layer_indexes, use_xla: bool = F
       raise ValueError(f"--layers: index {index} is out of range for a model with "
                        f"{num_layers} layers (use -{num_layers}..{num_layers - 1})")
 
-  @tf.function(jit_compile=use_xla, reduce_retracing=True)
+  # One trace for every batch size and length (int32 [batch, length] each).
+  signature = {name: tf.TensorSpec((None, None), tf.int32)
+               for name in ("input_ids", "input_mask", "token_type_ids")}
+
+  @tf.function(jit_compile=use_xla, input_signature=[signature])
   def outputs(features):
     encoder_outputs = model(features, training=False)["encoder_outputs"]
     return tf.stack([tf.cast(encoder_outputs[i], tf.float32) for i in layer_indexes])

@@ -109,7 +109,8 @@ def main():
         "rounds of the batch's rate / the GEMM probe's rate in the same round (robust to load).")
   best = common.best_of_ours(times, results)
   if best:
-    print(f"speedup_vs_hf_torch={results[best][2]:.2f}")
+    print(f"speedup_vs_hf_torch={results[best][2]:.2f} "
+          f"{common.throughput_keys(results, best, BATCH)}")
 
 
 if __name__ == "__main__":

@@ -151,7 +151,8 @@ def main():
         f"hf_torch's row counts its own FLOPs (MLM head at all {SEQ} positions).")
   best = common.best_of_ours(times, results)
   if best:
-    print(f"speedup_vs_hf_torch={results[best][2]:.2f} mfu={results[best][1]:.2f}")
+    print(f"speedup_vs_hf_torch={results[best][2]:.2f} "
+          f"{common.throughput_keys(results, best, BATCH)} mfu={results[best][1]:.2f}")
 
 
 if __name__ == "__main__":

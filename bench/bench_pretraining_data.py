@@ -129,10 +129,12 @@ def main():
   for name, instances, seconds, cpu, rss in rows:
     print(f"{name:40s} {instances:10d} {seconds:8.2f} {instances / seconds:9.0f} {cpu:8.2f} "
           f"{instances / cpu:11.0f} {rss / 2**20:12.0f}")
-  speedup = float("nan")
+  speedup, peer = float("nan"), ""
   if len(rows) == 2:
     speedup = (ours[1] / ours[2]) / (rows[1][1] / rows[1][2])
-  print(f"speedup_vs_reference={speedup:.1f} peak_rss_mb={ours[4] / 2**20:.0f}")
+    peer = f" peer_instances_per_s={rows[1][1] / rows[1][2]:.0f}"
+  print(f"speedup_vs_reference={speedup:.1f} "
+        f"ours_instances_per_s={ours[1] / ours[2]:.0f}{peer} peak_rss_mb={ours[4] / 2**20:.0f}")
 
 
 if __name__ == "__main__":

@@ -99,7 +99,9 @@ def main():
     print(f"{name:<28}{seconds:>10.3f}{megabytes / seconds:>10.2f}"
           f"{python_seconds / seconds:>10.1f}")
   default_name = list(paths)[-1]
-  print(f"speedup_vs_python={python_seconds / min(timings[default_name]):.1f}")
+  print(f"speedup_vs_python={python_seconds / min(timings[default_name]):.1f} "
+        f"ours_MB_per_s={megabytes / min(timings[default_name]):.2f} "
+        f"peer_MB_per_s={megabytes / python_seconds:.2f}")
 
 
 if __name__ == "__main__":

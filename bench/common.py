@@ -99,6 +99,13 @@ def best_of_ours(times: dict, results: dict) -> str | None:
   return best
 
 
+def throughput_keys(results: dict, best: str, batch: int) -> str:
+  """`ours_seq_per_s=X peer_seq_per_s=Y` for a last line: sequences per second at the median
+  time of our side `best` and of hf_torch (results as summarize returns them)."""
+  return (f"ours_seq_per_s={batch / results[best][0]:.2f} "
+          f"peer_seq_per_s={batch / results['hf_torch'][0]:.2f}")
+
+
 def median_seconds(fn: Callable[[], object], count: int,
                    before: Callable[[], None] = lambda: None) -> float:
   """Median wall seconds of `count` calls of fn(), each after before() (e.g. a barrier of the

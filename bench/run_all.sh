@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every benchmark, one command: installs the peers (bench/requirements.txt: PyTorch CPU,
 # Hugging Face transformers and tokenizers) into the project's venv, runs tokenization,
-# pre-training data, pre-training step, inference and scaling, and prints one Markdown table
+# pre-training data, pre-training step, inference, fine-tuning and features on real text, and
+# scaling, and prints one Markdown table
 # (bench/summary.py) of each benchmark's last `key=value` line, with the date and machine.
 # Logs go to output/bench/NAME.log, the table to output/bench/table.md.
 #
@@ -50,6 +51,8 @@ benchmarks=(tokenization:bench/bench_tokenization.py
             pretraining_data:bench/bench_pretraining_data.py
             pretraining_step:bench/bench_pretraining.py
             inference:bench/bench_inference.py
+            finetuning:bench/bench_finetuning.py
+            features:bench/bench_features.py
             scaling:bench/bench_scaling.py)
 summary_args=()
 [[ "$DRY_RUN" == "1" ]] || mkdir -p "$logs"

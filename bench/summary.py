@@ -2,8 +2,10 @@
 Markdown with the date and the machine (the README carries the latest one).
 
 Keys of a last line, by convention:
-  speedup_vs_<peer>=R        the ratio column (R > 1: ours is faster), the peer named below;
-  ours_<metric>=X, peer_<metric>=Y   the ours and peer columns, when a benchmark prints them;
+  [<what>_]speedup_vs_<peer>=R   the ratio column (R > 1: ours is faster), the peer named
+                             below;
+  ours_<metric>=X, peer_<metric>=Y   the ours and peer columns (several: one per metric;
+                             "_per_s" in a metric reads "/s");
   mfu=U, *_gflops=G          the physical-limit column (model FLOP utilisation against the
                              measured matmul rate, measured rates);
   anything else              the notes column (e.g. peak_rss_mb, scaling figures).
@@ -22,6 +24,7 @@ PEERS = {
     "python": "Google's tokenizer, pure Python (same ids)",
     "reference": "Google's create_pretraining_data algorithm, plain Python",
     "hf_torch": "Hugging Face transformers on PyTorch (CPU)",
+    "hf": "Hugging Face transformers on PyTorch (CPU)",
 }
 _KEY_VALUE_LINE = re.compile(r"^\s*[A-Za-z0-9_]+=\S+(\s+[A-Za-z0-9_]+=\S+)*\s*$")
 
@@ -38,21 +41,21 @@ def table_row(name: str, values: dict[str, str]) -> list[str]:
   """[benchmark, peer, ours, peer value, ratio, limit, notes] for one benchmark."""
   if not values:
     return [name, "", "", "", "failed: no key=value line, see its log", "", ""]
-  peer = ours = theirs = ratio = ""
-  limit, notes = [], []
+  peer = ratio = ""
+  ours, theirs, limit, notes = [], [], [], []
   for key, value in values.items():
-    if key.startswith("speedup_vs_"):
-      suffix = key[len("speedup_vs_"):]
+    if "speedup_vs_" in key:
+      suffix = key.split("speedup_vs_", 1)[1]
       peer, ratio = PEERS.get(suffix, suffix), f"{value}x"
-    elif key.startswith("ours_"):
-      ours = f"{value} {key[len('ours_'):]}"
-    elif key.startswith("peer_"):
-      theirs = f"{value} {key[len('peer_'):]}"
+    elif key.startswith(("ours_", "peer_")):
+      side, metric = key.split("_", 1)
+      (ours if side == "ours" else theirs).append(f"{value} {metric.replace('_per_s', '/s')}")
     elif key == "mfu" or key.endswith("_gflops"):
       limit.append(f"{key}={value}")
     else:
       notes.append(f"{key}={value}")
-  return [name, peer, ours, theirs, ratio, " ".join(limit), " ".join(notes)]
+  return [name, peer, ", ".join(ours), ", ".join(theirs), ratio, " ".join(limit),
+          " ".join(notes)]
 
 
 def machine_line(gemm_gflops: float | None) -> str:

@@ -166,14 +166,18 @@ def predict(model, arrays: dict, batch_size: int, use_xla: bool = False,
     outputs_per_token: the outputs are [batch, length, ...]; they come back
       [num_examples, max_seq_length, ...], zero past each batch's length (padding).
   """
-  @tf.function(jit_compile=use_xla, reduce_retracing=True)
+  inputs = {name: arrays[name] for name in input_names}
+  # One trace for every batch size and length.
+  signature = {name: tf.TensorSpec((None,) * value.ndim, value.dtype)
+               for name, value in inputs.items()}
+
+  @tf.function(jit_compile=use_xla, input_signature=[signature])
   def predict_step(features):
     return model(features, training=False)
 
   return length_buckets.predict_in_order(
       lambda features: tf.nest.map_structure(lambda t: t.numpy(), predict_step(features)),
-      {name: arrays[name] for name in input_names}, batch_size, pad_to_max_length,
-      outputs_per_token)
+      inputs, batch_size, pad_to_max_length, outputs_per_token)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

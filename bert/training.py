@@ -149,10 +149,7 @@ class Trainer:
 
   def _apply(self, grads):
     """Applies the all-reduced gradients; returns their global norm (unscaled, before
-    clipping). Jit-compiled: densify, norm, clip and update fuse into a few passes."""
-    # Dense once here (the update is dense anyway): the squares of an IndexedSlices' values
-    # are not the squares of its rows when a token id repeats in the batch.
-    grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+    clipping). Jit-compiled: norm, clip and update fuse into a few passes."""
     # Of the averaged, unscaled gradient (before clipping): equal on every rank, and what
     # shows that the all-reduce averages (Adam's update alone hardly depends on the scale).
     gradient_norm = optimization.global_norm(grads)
@@ -189,6 +186,11 @@ class Trainer:
       grads = self._allreduce(self.accumulator.gradients_with(grads))
     else:
       grads = self.accumulator.gradients()
+    # Dense before the update (which is dense anyway): the squares of an IndexedSlices' values
+    # are not the squares of its rows when a token id repeats in the batch. And outside the
+    # jit-compiled update: an IndexedSlices has a row per token, so each new batch length
+    # would compile the update again.
+    grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
     gradient_norm = self._apply_gradients(grads)
     if self.accumulator is not None:
       self.accumulator.reset()
@@ -301,6 +303,9 @@ class Trainer:
     if start:
       logging.info("Skipping the %d steps of input already consumed", start)
     iterator = iter(dataset.skip(start))
+    # One trace for every step the dataset declares, made now: fine-tuning batches come in a
+    # few lengths (bert/length_buckets.py), and a trace per length would cost seconds each.
+    self._train_step.get_concrete_function(dataset.element_spec)
     global_batch = cfg.micro_batch_size * self.world.size * cfg.num_accumulation_steps
     for callback in self.callbacks:
       callback.on_train_begin(self, start)

@@ -6,8 +6,12 @@ import tensorflow as tf
 import tiny
 
 import modeling
+from bert import distributed
+from bert import finetuning
 from bert import length_buckets
+from bert import run_setup
 from bert import task_models
+from bert import training
 
 
 def _mask(lengths, max_seq_length):
@@ -158,3 +162,29 @@ def test_training_gradients_equal_with_and_without_the_padding():
   for variable, a, b in zip(model.trainable_variables, grads_full, grads_cut):
     np.testing.assert_allclose(tf.convert_to_tensor(b), tf.convert_to_tensor(a), atol=1e-6,
                                err_msg=variable.path)
+
+
+def test_training_traces_the_step_once_for_every_length(tmp_path):
+  """Steps of several lengths run on one trace of the step, and the jit-compiled update sees
+  dense gradients, whose shapes do not depend on the length (no compile per length)."""
+  tf.keras.utils.set_random_seed(7)
+  rng = np.random.default_rng(8)
+  arrays = _features(rng, rng.integers(2, 64, size=48), 64)
+  arrays["label_ids"] = rng.integers(0, 2, size=48).astype(np.int32)
+  options = run_setup.TrainingOptions(output_dir=str(tmp_path), learning_rate=1e-3,
+                                      train_batch_size=4, max_seq_length=64)
+  model = task_models.BertClassifier(tiny.config(100), 2)
+  trainer = run_setup.build_trainer(model, task_models.classifier_loss_fn,
+                                    distributed.SingleProcess(), "fp32", options,
+                                    num_train_steps=8, num_warmup_steps=0)
+  lengths = set()
+
+  class RecordLengths(training.Callback):
+    def on_step_begin(self, trainer, step, features):
+      lengths.add(features["input_ids"].shape[-1])
+
+  trainer.callbacks.append(RecordLengths())
+  trainer.train(finetuning.train_dataset(arrays, 4, 1, 0, 1, seed=9))
+  assert len(lengths) >= 3, lengths
+  assert trainer._train_step.experimental_get_tracing_count() == 1
+  assert trainer._apply_gradients.experimental_get_tracing_count() == 1

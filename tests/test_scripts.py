@@ -400,6 +400,7 @@ def test_run_all_dry_run_installs_torch_first_then_runs_every_benchmark():
   scripts = [words[1] for words in lines[2:-1]]
   assert scripts == ["bench/bench_tokenization.py", "bench/bench_pretraining_data.py",
                      "bench/bench_pretraining.py", "bench/bench_inference.py",
+                     "bench/bench_finetuning.py", "bench/bench_features.py",
                      "bench/bench_scaling.py"]
   assert lines[-1][1:3] == ["bench/summary.py", "--gemm"]
   assert len(lines[-1][3:]) == len(scripts)
@@ -414,12 +415,17 @@ def test_summary_table_from_last_key_value_lines(tmp_path):
   (tmp_path / "data.log").write_text(
       "x\nours_inst_per_s=900 peer_inst_per_s=100 speedup_vs_reference=9.0 peak_rss_mb=80\n")
   (tmp_path / "broken.log").write_text("Traceback ...\n")
+  (tmp_path / "finetuning.log").write_text(
+      "finetune_speedup_vs_hf=2.10 ours_examples_per_s=30.5 peer_examples_per_s=14.5 "
+      "ours_accuracy=52.0 peer_accuracy=51.5\n")
   rows = [summary.table_row(name, summary.last_key_values((tmp_path / f"{name}.log").read_text()))
-          for name in ("step", "data", "broken")]
+          for name in ("step", "data", "broken", "finetuning")]
   assert rows[0] == ["step", summary.PEERS["hf_torch"], "", "", "1.80x", "mfu=0.42", ""]
-  assert rows[1] == ["data", summary.PEERS["reference"], "900 inst_per_s", "100 inst_per_s",
+  assert rows[1] == ["data", summary.PEERS["reference"], "900 inst/s", "100 inst/s",
                      "9.0x", "", "peak_rss_mb=80"]
   assert rows[2][4].startswith("failed")
+  assert rows[3] == ["finetuning", summary.PEERS["hf"], "30.5 examples/s, 52.0 accuracy",
+                     "14.5 examples/s, 51.5 accuracy", "2.10x", "", ""]
   status = summary.main([f"step={tmp_path}/step.log", f"missing={tmp_path}/none.log"])
   assert status == 1
 
