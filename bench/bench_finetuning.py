@@ -43,7 +43,6 @@ import common
 
 from bert import training
 
-LEARNING_RATE = 5e-5
 BATCH = 32
 MAX_SEQ_LENGTH = 128
 WARMUP_PROPORTION = 0.1
@@ -124,14 +123,14 @@ def our_tokenization(data_dir, labels):
   return train, dev, seconds
 
 
-def our_trainer(output_dir, num_labels, num_train_examples, use_xla):
+def our_trainer(output_dir, num_labels, num_train_examples, learning_rate, use_xla):
   """finetuning.make_trainer of run_classifier, from MiniLM's Hugging Face folder."""
   import modeling
   from bert import finetuning
   from bert import run_setup
   from bert import task_models
   options = run_setup.TrainingOptions(
-      output_dir=str(output_dir), learning_rate=LEARNING_RATE, train_batch_size=BATCH,
+      output_dir=str(output_dir), learning_rate=learning_rate, train_batch_size=BATCH,
       max_seq_length=MAX_SEQ_LENGTH, init_checkpoint=str(common.minilm_dir()), use_xla=use_xla,
       save_checkpoints_steps=10 ** 9, log_freq=50)
   world, precision = run_setup.start_run(options)
@@ -202,7 +201,8 @@ def peer_model(our_model, num_labels):
   return model
 
 
-def peer_training(model, tokenizer, rows, num_train_steps, num_warmup_steps, seed):
+def peer_training(model, tokenizer, rows, learning_rate, num_train_steps, num_warmup_steps,
+                  seed):
   """Returns step(): one optimizer step of the docs' native PyTorch loop."""
   import torch
   import transformers
@@ -216,7 +216,7 @@ def peer_training(model, tokenizer, rows, num_train_steps, num_warmup_steps, see
        "weight_decay": WEIGHT_DECAY},
       {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
        "weight_decay": 0.0}]
-  optimizer = torch.optim.AdamW(groups, lr=LEARNING_RATE, eps=EPSILON)
+  optimizer = torch.optim.AdamW(groups, lr=learning_rate, eps=EPSILON)
   scheduler = transformers.get_linear_schedule_with_warmup(optimizer, num_warmup_steps,
                                                            num_train_steps)
   batches = iter(loader)
@@ -258,6 +258,7 @@ def main():
   parser.add_argument("--num_train", type=int, default=1500, help="training sentences/novel")
   parser.add_argument("--num_dev", type=int, default=300, help="dev sentences per novel")
   parser.add_argument("--min_words", type=int, default=4)
+  parser.add_argument("--learning_rate", type=float, default=5e-5)
   parser.add_argument("--steps_per_round", type=int, default=10)
   parser.add_argument("--use_xla", action="store_true", help="our side with --use_xla")
   parser.add_argument("--order", choices=("grouped", "random"), default="grouped",
@@ -288,7 +289,7 @@ def main():
           f"{MAX_SEQ_LENGTH}; {args.threads} threads; {common.load_report()}", flush=True)
 
     trainer, options, world = our_trainer(tmp / "ours", len(labels), len(train_rows),
-                                          args.use_xla)
+                                          args.learning_rate, args.use_xla)
     num_train_steps = trainer.config.num_train_steps
     alternation = None
     if not args.no_hf:
@@ -296,7 +297,7 @@ def main():
       sides["hf_torch"] = [tokenize_s, None, None, []]
       hf_model = peer_model(trainer.model, len(labels))
       alternation = PeerAlternation(
-          peer_training(hf_model, tokenizer, peer_rows, num_train_steps,
+          peer_training(hf_model, tokenizer, peer_rows, args.learning_rate, num_train_steps,
                         int(num_train_steps * WARMUP_PROPORTION), args.seed),
           args.steps_per_round, num_train_steps)
       trainer.callbacks.append(alternation)
@@ -330,7 +331,8 @@ def main():
                  f"{len(dev_rows) / dev_seconds[-1]:.0f}", f"{accuracy:.2f}%"])
   order = ("length groups" if args.order == "grouped" else "shuffled") + (
       ", XLA" if args.use_xla else "")
-  print(f"{num_train_steps} optimizer steps of {BATCH}; ours: {order}"
+  print(f"{num_train_steps} optimizer steps of {BATCH} at learning rate {args.learning_rate:g}; "
+        f"ours: {order}"
         + ("" if args.no_hf else f"; the sides alternate every {args.steps_per_round} steps"))
   print(common.format_table(["side", "tokenize_s", "train_s", "train_examples/s",
                              "dev_examples/s", "dev_accuracy"], rows))
