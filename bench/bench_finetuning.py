@@ -6,8 +6,8 @@ sentence from? --num_train sentences per novel for training (9,000 in all by def
 least --min_words words; median about 20 WordPieces), max_seq_length 128, 1 epoch.
 
 Both sides start from the same weights (MiniLM's, and the same initial classifier head) and
-use the same hyperparameters: batch 32, learning rate 5e-5 with 10% linear warm-up then linear
-decay, weight decay 0.01 (not on biases and LayerNorm), epsilon 1e-6, gradient clipping at
+use the same hyperparameters: batch 32, --learning_rate (5e-5) with 10% linear warm-up then
+linear decay, weight decay 0.01 (not on biases and LayerNorm), epsilon 1e-6, gradient clipping at
 global norm 1.0, dropout 0.1, the same number of optimizer steps.
   * ours: run_classifier's path: the tsv task's processor, classifier_features, the Trainer of
     finetuning.make_trainer (Google's AdamWeightDecay) trained by finetuning.train, which
@@ -16,7 +16,8 @@ global norm 1.0, dropout 0.1, the same number of optimizer steps.
   * Hugging Face, as its fine-tuning docs train in native PyTorch: the fast tokenizer,
     DataCollatorWithPadding (each shuffled batch padded to its longest), torch AdamW and
     get_linear_schedule_with_warmup, BertForSequenceClassification.
-Optimizer differences that stay: Google's Adam has no bias correction, torch's AdamW has.
+Optimizer differences that stay: Google's Adam has no bias correction, torch's AdamW has, so
+at one rate Google's updates are larger (the README's table of accuracy by rate).
 
 The sides alternate within the one epoch: after every --steps_per_round of our optimizer
 steps (our loop, unchanged, calls back) the peer runs as many of its own. Each side's time is
