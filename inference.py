@@ -128,9 +128,7 @@ class QuestionAnswerer:
         lambda batch: {k: v.numpy() for k, v in self._predict(batch).items()},
         {name: arrays[name] for name in ("input_ids", "input_mask", "segment_ids")},
         self.batch_size, self.pad_to_max_length, outputs_per_token=True, log_batches=False)
-    results = [squad_predictions.RawResult(int(unique_id), start_logits, end_logits)
-               for unique_id, start_logits, end_logits in zip(
-                   arrays["unique_ids"], outputs["start_logits"], outputs["end_logits"])]
+    results = squad_predictions.raw_results(arrays["unique_ids"], outputs)
     predictions, nbest, scores_diff = squad_predictions.compute_predictions(
         [example], features, results, self.n_best_size, self.max_answer_length,
         self.tokenizer.do_lower_case, self.version_2_with_negative,

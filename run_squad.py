@@ -101,9 +101,7 @@ def predict_and_write(model, tokenizer) -> dict:
   outputs = finetuning.predict(model, arrays, FLAGS.predict_batch_size, FLAGS.use_xla,
                                pad_to_max_length=FLAGS.pad_to_max_length,
                                outputs_per_token=True)
-  results = [squad_predictions.RawResult(int(unique_id), start_logits, end_logits)
-             for unique_id, start_logits, end_logits in zip(
-                 arrays["unique_ids"], outputs["start_logits"], outputs["end_logits"])]
+  results = squad_predictions.raw_results(arrays["unique_ids"], outputs)
   out = FLAGS.output_dir
   predictions, _, scores_diff = squad_predictions.write_predictions(
       examples, features, results, FLAGS.n_best_size, FLAGS.max_answer_length,

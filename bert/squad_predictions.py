@@ -32,6 +32,14 @@ logger = logging.getLogger(__name__)
 RawResult = collections.namedtuple("RawResult", ["unique_id", "start_logits", "end_logits"])
 RawResult.__doc__ = """Model output for one feature: start_logits and end_logits are [seq]."""
 
+
+def raw_results(unique_ids, outputs: dict) -> list:
+  """A RawResult per feature from the model's outputs in feature order ({"start_logits",
+  "end_logits"}: [num_features, seq] each)."""
+  return [RawResult(int(unique_id), start_logits, end_logits)
+          for unique_id, start_logits, end_logits in zip(
+              unique_ids, outputs["start_logits"], outputs["end_logits"])]
+
 _PrelimPrediction = collections.namedtuple(
     "PrelimPrediction", ["feature_index", "start_index", "end_index", "start_logit",
                          "end_logit"])
